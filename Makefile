@@ -1,0 +1,64 @@
+# mlrobust: `make book` and `make test` do all set-up on a fresh machine (python3 >= 3.10,
+# make and access to the package registry). See README.md.
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.mlrobust-env
+# never let uv fetch an interpreter: use the python3 this machine has
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+
+CHAPTER ?=
+DATASET ?= shapescenes
+DATA_ROOT ?=
+DEVICE ?= auto
+
+.PHONY: help env book test lab full bench refresh clean
+
+help:
+	@echo "make book     set up, execute every chapter (quick scale), build _build/html"
+	@echo "make test     set up, run all tests (unit, property, integration, nbval)"
+	@echo "make lab      open the chapters in JupyterLab"
+	@echo "make full CHAPTER=ch01_problem DATASET=coco DATA_ROOT=/data/coco   run a chapter at full scale"
+	@echo "make bench    write the performance table to _build/bench.md"
+	@echo "make refresh  re-execute the committed chapters in place (a deliberate step)"
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(STAMP): pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --all-extras --python $(PYTHON)
+	$(PY) -m ipykernel install --sys-prefix --name mlrobust --display-name "Python (mlrobust)" > /dev/null
+	touch $@
+
+env: $(STAMP)
+
+book: env
+	MLROBUST_PROGRESS=0 $(PY) tools/build_book.py
+
+test: env
+	MLROBUST_PROGRESS=0 $(PY) -m pytest
+
+lab: env
+	$(VENV)/bin/jupyter lab book/
+
+full: env
+	@test -n "$(CHAPTER)" || { echo "usage: make full CHAPTER=<name> [DATASET=coco DATA_ROOT=/path DEVICE=cuda]"; exit 2; }
+	MLROBUST_PROGRESS=0 $(PY) tools/build_book.py --scale full --chapter $(CHAPTER) --dataset $(DATASET) \
+		--data-root "$(DATA_ROOT)" --device $(DEVICE)
+
+bench: env
+	mkdir -p _build
+	$(PY) -m mlrobust bench --output _build/bench.md
+
+refresh: env
+	MLROBUST_PROGRESS=0 $(PY) tools/build_book.py --in-place
+
+clean:
+	rm -rf _build

@@ -1,0 +1,99 @@
+"""The dataset registry: datasets are built by name, so real datasets plug in beside the
+embedded benchmark without touching the engine or the chapters.
+
+A dataset is a ``torch.utils.data.Dataset`` whose items are ``(image, index)`` with
+``image`` a uint8 tensor (3, H, W), and which exposes
+
+* ``labels``: the ground-truth label matrix (N, C) int8 (1 present, -1 absent, 0 unknown),
+  available without decoding any image, so protocols run on labels alone;
+* ``classes``: the C class names in label-column order;
+* optionally ``load_batch(index, device)``: a whole batch of uint8 images at once, on any
+  device (the embedded benchmark renders on the GPU this way; no DataLoader needed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+from torch import Tensor
+
+from .shapescenes import ShapeScenes
+
+__all__ = ["LabelledDataset", "DATASETS", "register_dataset", "build_dataset", "DataSplits", "TensorImages"]
+
+
+@runtime_checkable
+class LabelledDataset(Protocol):
+    labels: Tensor
+    classes: list[str]
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, i: int) -> tuple[Tensor, int]: ...
+
+
+DatasetFactory = Callable[..., LabelledDataset]
+DATASETS: dict[str, DatasetFactory] = {}
+
+
+def register_dataset(name: str) -> Callable[[DatasetFactory], DatasetFactory]:
+    """Register ``factory(split, *, root, image_size, n, seed, cache, **kwargs)`` under ``name``."""
+
+    def add(factory: DatasetFactory) -> DatasetFactory:
+        if name in DATASETS:
+            raise ValueError(f"dataset {name!r} is already registered")
+        DATASETS[name] = factory
+        return factory
+
+    return add
+
+
+def build_dataset(name: str, split: str, **kwargs: Any) -> LabelledDataset:
+    """Build the ``split`` of the dataset registered as ``name``."""
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; registered datasets: {sorted(DATASETS)}")
+    return DATASETS[name](split, **kwargs)
+
+
+@register_dataset("shapescenes")
+def _shapescenes(split: str, *, root: str | None = None, image_size: int = 32, n: int = 1000,
+                 seed: int = 0, cache: bool = True, **kwargs: Any) -> ShapeScenes:
+    if root is not None:
+        raise ValueError("the embedded benchmark is generated, not read from disk: leave data.root empty")
+    return ShapeScenes(n, image_size=image_size, seed=seed, split=split, cache=cache, **kwargs)
+
+
+class TensorImages(torch.utils.data.Dataset):
+    """Images already in memory, uint8 (N, 3, H, W), with their labels."""
+
+    def __init__(self, images: Tensor, labels: Tensor, classes: list[str]) -> None:
+        if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
+            raise ValueError(f"images must be uint8 (N, 3, H, W), got {images.dtype} {tuple(images.shape)}")
+        if labels.shape[0] != images.shape[0]:
+            raise ValueError(f"{images.shape[0]} images but {labels.shape[0]} label rows")
+        self.images, self.labels, self.classes = images, labels.to(torch.int8), list(classes)
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def __getitem__(self, i: int) -> tuple[Tensor, int]:
+        return self.images[i], i
+
+    def load_batch(self, index: Tensor, device: torch.device | str = "cpu") -> Tensor:
+        return self.images[index.cpu()].to(device, non_blocking=True)
+
+
+@dataclass
+class DataSplits:
+    """The splits of one experiment; ``val`` may be None."""
+
+    train: LabelledDataset
+    test: LabelledDataset
+    val: LabelledDataset | None = None
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.train.classes)

@@ -1,0 +1,158 @@
+"""From a config to a finished run: data, label protocol, model, method, training, results.
+
+``run_experiment(cfg)`` writes into ``cfg.output_dir/cfg.name``:
+
+* ``config.json`` - the full config;
+* ``env.json`` - versions, hardware, code revision;
+* ``history.csv`` - one row per epoch (loss, learning rate, time, validation metrics);
+* ``metrics.json`` - test metrics and timings;
+* ``checkpoint.pt`` - the latest checkpoint (``resume=True`` continues from it).
+
+Label protocols and methods are looked up by name in :data:`PROTOCOLS` and :data:`METHODS`;
+the paper chapters register theirs there.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from . import labels as label_protocols
+from . import losses
+from .config import ConfigError, DataConfig, ExperimentConfig
+from .data import DataSplits, build_dataset
+from .engine import Method, SupervisedMethod, Trainer, environment_report
+from .engine.checkpoint import atomic_write_text
+from .models import create_model
+
+__all__ = ["PROTOCOLS", "METHODS", "register_protocol", "register_method", "build_data",
+           "observed_labels", "build_method", "run_experiment", "RunResult"]
+
+log = logging.getLogger("mlrobust")
+
+
+def _first(fn: Callable[..., Any]) -> Callable[..., Tensor]:
+    """Wrap a protocol that returns (labels, extra) to return the labels only."""
+
+    def wrapped(y: Tensor, seed: int, **kwargs: Any) -> Tensor:
+        return fn(y, seed=seed, **kwargs)[0]
+
+    wrapped.__signature__ = inspect.signature(fn)  # type: ignore[attr-defined]
+    return wrapped
+
+
+PROTOCOLS: dict[str, Callable[..., Tensor]] = {
+    "full": lambda y, seed: y.clone(),
+    "partial": label_protocols.partial,
+    "dense": label_protocols.dense,
+    "noisy": label_protocols.noisy,
+    "single_positive": label_protocols.single_positive,
+    "symmetric_noise": _first(label_protocols.symmetric_noise),
+    "frequency_corruption": label_protocols.frequency_corruption,
+    "semi_supervised": label_protocols.semi_supervised,
+}
+
+
+def register_protocol(name: str, fn: Callable[..., Tensor]) -> None:
+    """Add a label protocol ``fn(y, seed=..., **args) -> observed labels``."""
+    if name in PROTOCOLS:
+        raise ValueError(f"protocol {name!r} is already registered")
+    PROTOCOLS[name] = fn
+
+
+MethodFactory = Callable[[ExperimentConfig, DataSplits], Method]
+
+
+def _supervised(cfg: ExperimentConfig, splits: DataSplits) -> Method:
+    if cfg.method_args:
+        raise ConfigError(f"method 'supervised' takes no method_args, got {sorted(cfg.method_args)}")
+    return SupervisedMethod(losses.get_loss(cfg.loss.name, **cfg.loss.args))
+
+
+METHODS: dict[str, MethodFactory] = {"supervised": _supervised}
+
+
+def register_method(name: str, factory: MethodFactory) -> None:
+    """Add a method ``factory(cfg, splits) -> Method``."""
+    if name in METHODS:
+        raise ValueError(f"method {name!r} is already registered")
+    METHODS[name] = factory
+
+
+def build_data(cfg: DataConfig) -> DataSplits:
+    """The train / (val) / test splits named by a :class:`DataConfig`."""
+    common = {"root": cfg.root, "image_size": cfg.image_size, "seed": cfg.seed, "cache": cfg.cache}
+    train = build_dataset(cfg.dataset, "train", n=cfg.n_train, **common)
+    test = build_dataset(cfg.dataset, "test", n=cfg.n_test, **common)
+    val = build_dataset(cfg.dataset, "val", n=cfg.n_val, **common) if cfg.n_val > 0 else None
+    return DataSplits(train=train, test=test, val=val)
+
+
+def observed_labels(y: Tensor, cfg: DataConfig) -> Tensor:
+    """Apply the config's label protocol to the training ground truth ``y``."""
+    if cfg.protocol not in PROTOCOLS:
+        raise ConfigError(f"unknown data.protocol {cfg.protocol!r}; valid: {sorted(PROTOCOLS)}")
+    fn = PROTOCOLS[cfg.protocol]
+    params = inspect.signature(fn).parameters
+    valid = [p for p in params if p not in ("y", "seed")]
+    unknown = sorted(set(cfg.protocol_args) - set(valid))
+    if unknown:
+        raise ConfigError(f"data.protocol_args {unknown} not accepted by protocol {cfg.protocol!r}; valid: {valid}")
+    return fn(y, seed=cfg.protocol_seed, **cfg.protocol_args)
+
+
+def build_method(cfg: ExperimentConfig, splits: DataSplits) -> Method:
+    if cfg.method not in METHODS:
+        raise ConfigError(f"unknown method {cfg.method!r}; valid: {sorted(METHODS)}")
+    return METHODS[cfg.method](cfg, splits)
+
+
+@dataclass
+class RunResult:
+    """What a run produced: test metrics, per-epoch history, the trainer (model, label
+    store, predictions) and the results folder (None when nothing was written)."""
+
+    metrics: dict[str, float]
+    history: list[dict[str, float]]
+    trainer: Trainer
+    run_dir: Path | None
+    train_seconds: float
+
+
+def run_experiment(cfg: ExperimentConfig, *, data: DataSplits | None = None, resume: bool = False,
+                   write: bool = True, hooks: tuple = ()) -> RunResult:
+    """Run one experiment end to end. Pass ``data`` to reuse already built splits (a
+    chapter building the benchmark once for many runs)."""
+    splits = data if data is not None else build_data(cfg.data)
+    run_dir = cfg.run_dir if write else None
+    if run_dir is not None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        cfg.to_json(run_dir / "config.json")
+    y_obs = observed_labels(splits.train.labels, cfg.data)
+    with torch.random.fork_rng():
+        torch.manual_seed(cfg.train.seed)  # model initialisation
+        model = create_model(cfg.model.backbone, len(splits.classes), head=cfg.model.head,
+                             weights=cfg.model.weights, **cfg.model.head_args)
+        method = build_method(cfg, splits)
+    trainer = Trainer(model, method, splits.train, y_obs, cfg.train, val_set=splits.val, hooks=hooks,
+                      run_dir=run_dir, augment=cfg.data.augment, num_workers=cfg.data.num_workers)
+    if run_dir is not None:
+        atomic_write_text(json.dumps(environment_report(trainer.device), indent=2) + "\n", run_dir / "env.json")
+    start = time.perf_counter()
+    history = trainer.fit(resume=resume)
+    seconds = time.perf_counter() - start
+    result = trainer.evaluate(splits.test)
+    if run_dir is not None:
+        summary = {"test": result, "train_seconds": seconds, "epochs": trainer.epoch,
+                   "observed_labels": label_protocols.summary(y_obs)}
+        atomic_write_text(json.dumps(summary, indent=2) + "\n", run_dir / "metrics.json")
+    return RunResult(result, history, trainer, run_dir, seconds)

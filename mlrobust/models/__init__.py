@@ -1,0 +1,39 @@
+"""Models: a backbone (timm or a small CPU CNN) and a head, joined by :class:`MultiLabelNet`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch import Tensor, nn
+
+from .backbones import BACKBONES, SmallCNN, create_backbone, load_backbone_weights, register_backbone
+from .heads import HEADS, POOLINGS, ClassMapHead, GAPHead, create_head, register_pooling
+
+__all__ = [
+    "MultiLabelNet", "create_model", "create_backbone", "create_head", "load_backbone_weights",
+    "register_backbone", "register_pooling", "BACKBONES", "HEADS", "POOLINGS", "SmallCNN",
+    "GAPHead", "ClassMapHead",
+]
+
+
+class MultiLabelNet(nn.Module):
+    """backbone -> feature map -> head -> logits (B, C)."""
+
+    def __init__(self, backbone: nn.Module, head: nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+
+    def features(self, x: Tensor) -> Tensor:
+        """The backbone's feature map (B, D, h, w)."""
+        return self.backbone(x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.backbone(x))
+
+
+def create_model(backbone: str, num_classes: int, *, head: str = "gap", weights: str | Path | None = None,
+                 in_chans: int = 3, **head_args: object) -> MultiLabelNet:
+    """A multi-label network: ``create_backbone(backbone, weights=...)`` plus a head."""
+    body = create_backbone(backbone, weights=weights, in_chans=in_chans)
+    return MultiLabelNet(body, create_head(head, body.num_features, num_classes, **head_args))

@@ -1,0 +1,154 @@
+"""Backbones: any timm model by name, plus small CNNs for the CPU quick scale.
+
+A backbone maps images (B, 3, H, W) to a feature map (B, D, h, w) and exposes
+``num_features = D``. Heads (``mlrobust.models.heads``) turn feature maps into logits, so
+methods that need class-specific maps (WELDON, saliency regularisation) and methods that
+need pooled features (GNN, label propagation) share one backbone.
+
+Weights are never downloaded: a backbone starts from random initialisation unless
+``weights`` names a local file (safetensors or a PyTorch state dict, read with
+``weights_only=True``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import timm
+import torch
+from torch import Tensor, nn
+
+__all__ = ["SmallCNN", "BACKBONES", "register_backbone", "create_backbone", "load_backbone_weights",
+           "TimmBackbone"]
+
+BACKBONES: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register_backbone(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Register a backbone factory under ``name`` (a name timm also knows is shadowed)."""
+
+    def add(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if name in BACKBONES:
+            raise ValueError(f"backbone {name!r} is already registered")
+        BACKBONES[name] = factory
+        return factory
+
+    return add
+
+
+def _conv_bn_relu(c_in: int, c_out: int, stride: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False), nn.BatchNorm2d(c_out),
+                         nn.ReLU(inplace=True))
+
+
+class SmallCNN(nn.Module):
+    """A plain VGG-style CNN: a stride-1 stem, then stages of (stride-2 conv, conv).
+
+    It exists for the book's quick scale: from random initialisation it learns the embedded
+    benchmark at 32 px in seconds on two CPU cores, and it keeps a spatial map (stride 8,
+    4 x 4 at 32 px) so class-map heads work at that scale too.
+    """
+
+    def __init__(self, widths: tuple[int, ...] = (24, 48, 96, 192), in_chans: int = 3) -> None:
+        super().__init__()
+        layers = [_conv_bn_relu(in_chans, widths[0], 1)]
+        for c_in, c_out in zip(widths[:-1], widths[1:]):
+            layers += [_conv_bn_relu(c_in, c_out, 2), _conv_bn_relu(c_out, c_out, 1)]
+        self.body = nn.Sequential(*layers)
+        self.num_features = widths[-1]
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.body(x)
+
+
+@register_backbone("cnn_s")
+def cnn_s(in_chans: int = 3) -> nn.Module:
+    """~0.7 M parameters; the quick-scale default."""
+    return SmallCNN((24, 48, 96, 192), in_chans)
+
+
+@register_backbone("cnn_m")
+def cnn_m(in_chans: int = 3) -> nn.Module:
+    """~1.2 M parameters, wider; for quick-scale runs at 48-64 px."""
+    return SmallCNN((32, 64, 128, 256), in_chans)
+
+
+class TimmBackbone(nn.Module):
+    """A timm model without its classifier and pooling: ``forward`` returns its feature map."""
+
+    def __init__(self, name: str, in_chans: int = 3, **kwargs: object) -> None:
+        super().__init__()
+        self.name = name
+        self.model = timm.create_model(name, pretrained=False, num_classes=0, global_pool="",
+                                       in_chans=in_chans, **kwargs)
+        self.num_features = self.model.num_features
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model.forward_features(x)
+
+
+def create_backbone(name: str, *, weights: str | Path | None = None, in_chans: int = 3,
+                    **kwargs: object) -> nn.Module:
+    """Build a backbone by name: one of :data:`BACKBONES` or any timm model name.
+
+    ``weights``: a local file (``.safetensors``, or a state dict saved by ``torch.save``) to
+    initialise it from; the classifier weights in it are ignored.
+    """
+    if name in BACKBONES:
+        model = BACKBONES[name](in_chans=in_chans, **kwargs)
+    elif timm.is_model(name):
+        model = TimmBackbone(name, in_chans=in_chans, **kwargs)
+    else:
+        close = timm.list_models(f"*{name}*")[:8]
+        hint = f"; timm models with a similar name: {close}" if close else ""
+        raise ValueError(f"unknown backbone {name!r}: not one of {sorted(BACKBONES)} nor a timm model{hint}")
+    if weights is not None:
+        load_backbone_weights(model, weights)
+    return model
+
+
+def _read_state_dict(path: Path) -> dict[str, Tensor]:
+    if not path.is_file():
+        raise FileNotFoundError(f"backbone weights file not found: {path}")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path), device="cpu")
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any read failure gets the file's name
+        raise ValueError(f"could not read backbone weights from {path}: {err}") from err
+    for key in ("state_dict", "model", "state_dict_ema"):  # common checkpoint wrappers
+        if isinstance(state, dict) and key in state and isinstance(state[key], dict):
+            state = state[key]
+            break
+    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise ValueError(f"{path} does not hold a state dict of tensors")
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def load_backbone_weights(model: nn.Module, path: str | Path) -> None:
+    """Load a state dict into a backbone, ignoring the source model's classifier.
+
+    Keys may carry timm's names (``conv1.weight``) or ours (``model.conv1.weight``). Every
+    backbone parameter must be present with the right shape; an error lists what is missing.
+    """
+    path = Path(path)
+    state = _read_state_dict(path)
+    own = model.state_dict()
+    if isinstance(model, TimmBackbone):
+        state = {k if k.startswith("model.") else f"model.{k}": v for k, v in state.items()}
+    matched = {k: v for k, v in state.items() if k in own}
+    missing = sorted(set(own) - set(matched))
+    wrong_shape = sorted(k for k, v in matched.items() if v.shape != own[k].shape)
+    if missing or wrong_shape:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing keys, e.g. {missing[:5]}")
+        if wrong_shape:
+            parts.append("shape mismatch for " + ", ".join(
+                f"{k}: file {tuple(matched[k].shape)} vs model {tuple(own[k].shape)}" for k in wrong_shape[:5]))
+        raise ValueError(f"weights in {path} do not fit this backbone: " + "; ".join(parts))
+    model.load_state_dict(matched, strict=True)

@@ -1,0 +1,93 @@
+"""Classification heads: feature map (B, D, h, w) -> logits (B, C).
+
+* :class:`GAPHead` pools the feature map, then applies a linear classifier: the standard
+  multi-label ConvNet.
+* :class:`ClassMapHead` applies the classifier at every position first (a 1x1 convolution),
+  giving one map per class (B, C, h, w), then pools each map to a score. With average
+  pooling the two heads compute the same function; other poolings (max, WELDON's top/bottom
+  regions, saliency regularisation) only exist for class maps. Poolings are registered in
+  :data:`POOLINGS` so a paper's pooling plugs in without touching the head.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import Tensor, nn
+
+__all__ = ["GAPHead", "ClassMapHead", "POOLINGS", "register_pooling", "HEADS", "create_head"]
+
+POOLINGS: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register_pooling(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Register a class-map pooling: a module mapping (B, C, h, w) maps to (B, C) scores."""
+
+    def add(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if name in POOLINGS:
+            raise ValueError(f"pooling {name!r} is already registered")
+        POOLINGS[name] = factory
+        return factory
+
+    return add
+
+
+@register_pooling("gap")
+class AvgPool(nn.Module):
+    """Global average pooling of each class map."""
+
+    def forward(self, maps: Tensor) -> Tensor:
+        return maps.mean(dim=(2, 3))
+
+
+@register_pooling("max")
+class MaxPool(nn.Module):
+    """Global max pooling of each class map (the single most confident region)."""
+
+    def forward(self, maps: Tensor) -> Tensor:
+        return maps.amax(dim=(2, 3))
+
+
+class GAPHead(nn.Module):
+    """Global average pooling, dropout, linear classifier."""
+
+    def __init__(self, in_features: int, num_classes: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(in_features, num_classes)
+
+    def pool(self, features: Tensor) -> Tensor:
+        return features.mean(dim=(2, 3))
+
+    def forward(self, features: Tensor) -> Tensor:
+        return self.fc(self.dropout(self.pool(features)))
+
+
+class ClassMapHead(nn.Module):
+    """A 1x1 convolution to class-specific maps A_c, then a pooling to scores."""
+
+    def __init__(self, in_features: int, num_classes: int, pooling: str = "gap",
+                 dropout: float = 0.0, **pooling_args: object) -> None:
+        super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(f"unknown pooling {pooling!r}; valid: {sorted(POOLINGS)}")
+        self.dropout = nn.Dropout2d(dropout)
+        self.classifier = nn.Conv2d(in_features, num_classes, kernel_size=1)
+        self.pooling = POOLINGS[pooling](**pooling_args)
+
+    def maps(self, features: Tensor) -> Tensor:
+        """Class maps (B, C, h, w)."""
+        return self.classifier(self.dropout(features))
+
+    def forward(self, features: Tensor) -> Tensor:
+        return self.pooling(self.maps(features))
+
+
+HEADS: dict[str, type[nn.Module]] = {"gap": GAPHead, "classmap": ClassMapHead}
+
+
+def create_head(name: str, in_features: int, num_classes: int, **kwargs: object) -> nn.Module:
+    """Build a head by name (``"gap"`` or ``"classmap"``)."""
+    if name not in HEADS:
+        raise ValueError(f"unknown head {name!r}; valid: {sorted(HEADS)}")
+    return HEADS[name](in_features, num_classes, **kwargs)

@@ -1,0 +1,115 @@
+"""Execute the chapters with papermill and build the HTML book with jupyter-book.
+
+    python tools/build_book.py                  # quick scale into _build/, then _build/html
+    python tools/build_book.py --in-place       # refresh the committed outputs in book/
+    python tools/build_book.py --scale full --chapter ch01_problem --dataset coco --data-root /data/coco
+
+The default never writes inside book/: sources are staged in _build/src, chapters are
+executed there, and jupyter-book renders the staged copy (execution is off in _config.yml
+because papermill has already run every cell).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import papermill as pm
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+BUILD = ROOT / "_build"
+STAGE = BUILD / "src"
+KERNEL = "mlrobust"  # installed into the virtual environment by `make`
+
+
+def toc_chapters() -> list[Path]:
+    """Notebook chapters in _toc.yml order."""
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    files = [toc["root"]]
+    for part in toc.get("parts", []):
+        files += [c["file"] for c in part.get("chapters", [])]
+    files += [c["file"] for c in toc.get("chapters", [])]
+    return [ROOT / f"{f}.ipynb" for f in files if (ROOT / f"{f}.ipynb").is_file()]
+
+
+def stage_sources() -> None:
+    if STAGE.exists():
+        shutil.rmtree(STAGE)
+    STAGE.mkdir(parents=True)
+    for name in ("_config.yml", "_toc.yml"):
+        shutil.copy2(ROOT / name, STAGE / name)
+    shutil.copytree(ROOT / "book", STAGE / "book",
+                    ignore=shutil.ignore_patterns("runs", ".ipynb_checkpoints", "__pycache__"))
+
+
+def execute(src: Path, dst: Path, parameters: dict, cwd: Path) -> float:
+    start = time.perf_counter()
+    print(f"executing {src.relative_to(ROOT)} -> {dst.relative_to(ROOT)}", flush=True)
+    pm.execute_notebook(str(src), str(dst), parameters=parameters, kernel_name=KERNEL, cwd=str(cwd),
+                        progress_bar=False, request_save_on_cell_execute=False, execution_timeout=3600)
+    seconds = time.perf_counter() - start
+    print(f"  done in {seconds:.0f} s", flush=True)
+    return seconds
+
+
+def build_html() -> None:
+    cmd = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(STAGE), "--path-output", str(ROOT),
+           "--builder", "html", "-W", "-n", "--keep-going"]
+    print(" ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True)
+    index = BUILD / "html" / "index.html"
+    if not index.is_file():
+        raise SystemExit(f"jupyter-book finished but {index} is missing")
+    print(f"book: {index}")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--in-place", action="store_true", help="re-execute book/*.ipynb in place (refresh outputs)")
+    p.add_argument("--scale", choices=("quick", "full"), default="quick")
+    p.add_argument("--chapter", help="only this chapter (file name without .ipynb)")
+    p.add_argument("--dataset")
+    p.add_argument("--data-root")
+    p.add_argument("--device")
+    args = p.parse_args()
+    os.environ.setdefault("MLROBUST_PROGRESS", "0")
+
+    chapters = toc_chapters()
+    if args.chapter:
+        chapters = [c for c in chapters if c.stem == args.chapter]
+        if not chapters:
+            raise SystemExit(f"no chapter named {args.chapter!r}; chapters: {[c.stem for c in toc_chapters()]}")
+    params: dict = {}
+    if args.scale == "full":
+        params["scale"] = "full"
+        params.update({k: v for k, v in (("dataset", args.dataset), ("data_root", args.data_root),
+                                          ("device", args.device)) if v})
+
+    times = {}
+    if args.in_place:
+        for nb in chapters:
+            times[nb.stem] = execute(nb, nb, params, nb.parent)
+    elif args.scale == "full":
+        out = BUILD / "full"
+        out.mkdir(parents=True, exist_ok=True)
+        for nb in chapters:
+            times[nb.stem] = execute(nb, out / nb.name, params, out)
+    else:
+        stage_sources()
+        for nb in chapters:
+            dst = STAGE / nb.relative_to(ROOT)
+            times[nb.stem] = execute(nb, dst, params, dst.parent)
+        build_html()
+    for name, s in times.items():
+        print(f"{name}: {s:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
