@@ -51,6 +51,7 @@ __all__ = [
     "semi_supervised",
     "known_proportion",
     "summary",
+    "compare",
 ]
 
 _POS, _NEG, _UNK = 1, -1, 0
@@ -418,4 +419,37 @@ def summary(y: Tensor) -> dict[str, float]:
         "images_fully_known": mean((unk_row == 0).to(torch.float64)),
         "images_unlabeled": mean((unk_row == c).to(torch.float64)),
         "classes_with_positive": mean((pos.sum(dim=0) > 0).to(torch.float64)),
+    }
+
+
+def compare(observed: Tensor, truth: Tensor) -> dict[str, float]:
+    """How observed labels relate to the ground truth, as plain floats for the book.
+
+    Keys: ``known_share`` (entries not 0); ``wrong_share`` (wrong among the known entries);
+    ``false_positives_per_image`` (observed 1, truly -1) and ``false_negatives_per_image``
+    (observed -1, truly 1); ``positive_recall`` (share of true positives observed as 1) and
+    ``negative_recall`` (share of true negatives observed as -1) — the true-positive and
+    true-negative rates that Durand et al. 2019 (§4.3, Table 2) report for relabeling.
+    ``truth`` must be fully known ({-1, 1}).
+    """
+    check_labels(observed, "observed")
+    check_labels(truth, "truth", allow_unknown=False)
+    if observed.shape != truth.shape:
+        raise ValueError(f"observed and truth must have the same shape, got {tuple(observed.shape)} "
+                         f"and {tuple(truth.shape)}")
+    obs, tru = observed.to(torch.int8), truth.to(device=observed.device, dtype=torch.int8)
+    known = obs != _UNK
+    n = max(obs.shape[0], 1)
+
+    def share(num: Tensor, den: Tensor) -> float:
+        d = int(den.sum())
+        return float(num.sum()) / d if d else math.nan
+
+    return {
+        "known_share": float(known.to(torch.float64).mean()) if obs.numel() else math.nan,
+        "wrong_share": share(known & (obs != tru), known),
+        "false_positives_per_image": float(((obs == _POS) & (tru == _NEG)).sum()) / n,
+        "false_negatives_per_image": float(((obs == _NEG) & (tru == _POS)).sum()) / n,
+        "positive_recall": share((obs == _POS) & (tru == _POS), tru == _POS),
+        "negative_recall": share((obs == _NEG) & (tru == _NEG), tru == _NEG),
     }

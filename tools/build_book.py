@@ -4,9 +4,13 @@
     python tools/build_book.py --in-place       # refresh the committed outputs in book/
     python tools/build_book.py --scale full --chapter ch01_problem --dataset coco --data-root /data/coco
 
-The default never writes inside book/: sources are staged in _build/src, chapters are
-executed there, and jupyter-book renders the staged copy (execution is off in _config.yml
-because papermill has already run every cell).
+A chapter's source is the jupytext percent script book/py/<chapter>.py; the committed
+book/<chapter>.ipynb holds the same cells with their quick-scale outputs (a test checks that
+they agree). The default never writes inside book/: sources are converted and staged in
+_build/src, chapters are executed there, and jupyter-book renders the staged copy (execution
+is off in _config.yml because papermill has already run every cell). --in-place rewrites
+book/<chapter>.ipynb from its source and re-executes it: the deliberate refresh of the
+committed outputs.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import sys
 import time
 from pathlib import Path
 
+import jupytext
 import papermill as pm
 import yaml
 
@@ -29,13 +34,24 @@ KERNEL = "mlrobust"  # installed into the virtual environment by `make`
 
 
 def toc_chapters() -> list[Path]:
-    """Notebook chapters in _toc.yml order."""
+    """Notebook chapters (their .ipynb paths) in _toc.yml order."""
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
     files = [toc["root"]]
     for part in toc.get("parts", []):
         files += [c["file"] for c in part.get("chapters", [])]
     files += [c["file"] for c in toc.get("chapters", [])]
-    return [ROOT / f"{f}.ipynb" for f in files if (ROOT / f"{f}.ipynb").is_file()]
+    return [ROOT / f"{f}.ipynb" for f in files if source_of(ROOT / f"{f}.ipynb").is_file()]
+
+
+def source_of(notebook: Path) -> Path:
+    """The jupytext source of a chapter notebook."""
+    return notebook.parent / "py" / f"{notebook.stem}.py"
+
+
+def write_from_source(notebook: Path, dst: Path) -> None:
+    """Write the chapter's cells, converted from its .py source, to ``dst`` (no outputs)."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    jupytext.write(jupytext.read(source_of(notebook)), dst, fmt="ipynb")
 
 
 def stage_sources() -> None:
@@ -45,12 +61,12 @@ def stage_sources() -> None:
     for name in ("_config.yml", "_toc.yml"):
         shutil.copy2(ROOT / name, STAGE / name)
     shutil.copytree(ROOT / "book", STAGE / "book",
-                    ignore=shutil.ignore_patterns("runs", ".ipynb_checkpoints", "__pycache__"))
+                    ignore=shutil.ignore_patterns("runs", "py", "*.ipynb", ".ipynb_checkpoints", "__pycache__"))
 
 
 def execute(src: Path, dst: Path, parameters: dict, cwd: Path) -> float:
     start = time.perf_counter()
-    print(f"executing {src.relative_to(ROOT)} -> {dst.relative_to(ROOT)}", flush=True)
+    print(f"executing {src.relative_to(ROOT)}", flush=True)
     pm.execute_notebook(str(src), str(dst), parameters=parameters, kernel_name=KERNEL, cwd=str(cwd),
                         progress_bar=False, request_save_on_cell_execute=False, execution_timeout=3600)
     seconds = time.perf_counter() - start
@@ -94,17 +110,28 @@ def main() -> int:
     times = {}
     if args.in_place:
         for nb in chapters:
-            times[nb.stem] = execute(nb, nb, params, nb.parent)
+            # execute a fresh copy; the committed notebook is replaced only on success
+            work = BUILD / "refresh" / nb.name
+            write_from_source(nb, work)
+            try:
+                times[nb.stem] = execute(work, work, params, nb.parent)
+            except pm.PapermillExecutionError:
+                print(f"{nb.stem} failed; {nb.relative_to(ROOT)} is unchanged, the failed run is {work}")
+                raise
+            shutil.copyfile(work, nb)
     elif args.scale == "full":
         out = BUILD / "full"
-        out.mkdir(parents=True, exist_ok=True)
         for nb in chapters:
-            times[nb.stem] = execute(nb, out / nb.name, params, out)
+            # run from the chapter's folder (it reads params/), write runs under _build/full
+            write_from_source(nb, out / nb.name)
+            params.setdefault("output_dir", str(out / "runs" / nb.stem))
+            times[nb.stem] = execute(out / nb.name, out / nb.name, params, nb.parent)
     else:
         stage_sources()
         for nb in chapters:
             dst = STAGE / nb.relative_to(ROOT)
-            times[nb.stem] = execute(nb, dst, params, dst.parent)
+            write_from_source(nb, dst)
+            times[nb.stem] = execute(dst, dst, params, dst.parent)
         build_html()
     for name, s in times.items():
         print(f"{name}: {s:.0f} s")

@@ -1,9 +1,12 @@
-"""Data: the embedded benchmark (ShapeScenes), the dataset registry and batch transforms."""
+"""Data: the embedded benchmark (ShapeScenes) and the dataset registry."""
 
 from .registry import DATASETS, DataSplits, LabelledDataset, TensorImages, build_dataset, register_dataset
-from .shapescenes import ATTRIBUTES, CLASSES, CONTEXTS, DISTRACTOR_CLASSES, ShapeScenes, render_scenes, sample_scenes
+from .shapescenes import (ATTRIBUTES, CLASSES, COMPANIONS, CONTEXTS, DISTRACTOR_CLASSES, ShapeScenes, render_scenes,
+                          sample_scenes, scene_attributes, scene_class_radius, scene_labels,
+                          context_only_logits)
 
 __all__ = [
     "DATASETS", "DataSplits", "LabelledDataset", "TensorImages", "build_dataset", "register_dataset",
-    "ShapeScenes", "render_scenes", "sample_scenes", "CLASSES", "DISTRACTOR_CLASSES", "CONTEXTS", "ATTRIBUTES",
+    "ShapeScenes", "render_scenes", "sample_scenes", "scene_labels", "scene_attributes", "scene_class_radius", "context_only_logits",
+    "CLASSES", "DISTRACTOR_CLASSES", "CONTEXTS", "COMPANIONS", "ATTRIBUTES",
 ]

@@ -20,6 +20,7 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
+from .._validate import check_labels
 from .shapescenes import ShapeScenes
 
 __all__ = ["LabelledDataset", "DATASETS", "register_dataset", "build_dataset", "DataSplits", "TensorImages"]
@@ -72,6 +73,7 @@ class TensorImages(torch.utils.data.Dataset):
     def __init__(self, images: Tensor, labels: Tensor, classes: list[str]) -> None:
         if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
             raise ValueError(f"images must be uint8 (N, 3, H, W), got {images.dtype} {tuple(images.shape)}")
+        check_labels(labels, "labels", num_classes=len(classes))
         if labels.shape[0] != images.shape[0]:
             raise ValueError(f"{images.shape[0]} images but {labels.shape[0]} label rows")
         self.images, self.labels, self.classes = images, labels.to(torch.int8), list(classes)

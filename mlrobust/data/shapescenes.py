@@ -34,6 +34,8 @@ from dataclasses import dataclass, fields
 import torch
 from torch import Tensor
 
+from .._validate import check_fraction, make_generator
+
 __all__ = [
     "CLASSES",
     "DISTRACTOR_CLASSES",
@@ -46,6 +48,10 @@ __all__ = [
     "ShapeScenes",
     "sample_scenes",
     "render_scenes",
+    "scene_labels",
+    "scene_attributes",
+    "scene_class_radius",
+    "context_only_logits",
 ]
 
 # --------------------------------------------------------------------------------------
@@ -191,6 +197,14 @@ class SceneTable:
         return SceneTable(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
 
 
+def _check_int(value: object, name: str, low: int | None = None, high: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if (low is not None and value < low) or (high is not None and value > high):
+        bounds = f"[{low}, {high}]" if high is not None else f">= {low}"
+        raise ValueError(f"{name} must be {bounds}, got {value}")
+
+
 def _uniform(g: torch.Generator, *shape: int, low: float = 0.0, high: float = 1.0) -> Tensor:
     return torch.rand(*shape, generator=g) * (high - low) + low
 
@@ -239,13 +253,13 @@ def _hue_of(cls: Tensor, g: torch.Generator) -> Tensor:
     return torch.where(wild, torch.rand(cls.shape, generator=g), hue) % 1.0
 
 
-def sample_scenes(n: int, seed: int, ood_fraction: float = 0.0) -> SceneTable:
+def sample_scenes(n: int, seed: int | torch.Generator, ood_fraction: float = 0.0) -> SceneTable:
     """Sample the parameters of ``n`` scenes from ``seed`` (vectorised, on the CPU)."""
-    if n < 0:
-        raise ValueError(f"n must be >= 0, got {n}")
-    if not 0.0 <= ood_fraction <= 1.0:
-        raise ValueError(f"ood_fraction must be in [0, 1], got {ood_fraction}")
-    g = torch.Generator().manual_seed(int(seed))
+    _check_int(n, "n", low=0)
+    check_fraction(ood_fraction, "ood_fraction")
+    g = make_generator(seed)
+    if n == 0:  # sample one scene and keep none: every field gets its shape
+        return sample_scenes(1, g, ood_fraction).select(torch.arange(0))
     context = torch.randint(len(CONTEXTS), (n,), generator=g)
     ood = torch.rand(n, generator=g) < ood_fraction
     cls = _sample_objects(g, n, context, ood)
@@ -331,6 +345,28 @@ def scene_attributes(scenes: SceneTable) -> Tensor:
     a[rows, 13 + texture.clamp(max=3)] = True
     a[~has] = False
     return a.to(torch.int8) * 2 - 1
+
+
+def scene_class_radius(scenes: SceneTable) -> Tensor:
+    """(N, C) radius of the largest object of each labelled class in each scene (fraction of
+    the image side; 0 where the class is absent) - for analyses by object size."""
+    cls = scenes.obj_class
+    labelled = (cls >= 0) & (cls < len(CLASSES))
+    out = torch.zeros(len(scenes), len(CLASSES) + 1)
+    index = torch.where(labelled, cls, len(CLASSES))  # unlabelled slots go to a spare column
+    out.scatter_reduce_(1, index, torch.where(labelled, scenes.obj_radius, 0.0), reduce="amax")
+    return out[:, : len(CLASSES)]
+
+
+def context_only_logits(train: "ShapeScenes", test: "ShapeScenes") -> Tensor:
+    """Logits (N_test, C) of a predictor that sees only each test scene's context: the log-odds
+    of P(class | context) estimated from the training labels. Its mAP is what label
+    correlation alone is worth; a model must beat it to show it recognises objects."""
+    pos = (train.labels == 1).to(torch.float64)
+    counts = torch.zeros(len(CONTEXTS), pos.shape[1], dtype=torch.float64).index_add_(0, train.scenes.context, pos)
+    images = torch.bincount(train.scenes.context, minlength=len(CONTEXTS)).to(torch.float64)
+    p = (counts + 0.5) / (images[:, None] + 1.0)  # Jeffreys prior: no 0 or 1 for unseen pairs
+    return torch.logit(p[test.scenes.context]).to(torch.float32)
 
 
 # --------------------------------------------------------------------------------------
@@ -560,8 +596,7 @@ def render_scenes(scenes: SceneTable, image_size: int, device: torch.device | st
     Rendering is deterministic: the same scene gives the same pixels in any batch. It runs
     on ``device`` (default: where the table lives) in chunks that bound memory use.
     """
-    if not 32 <= image_size <= 448:
-        raise ValueError(f"image_size must be in [32, 448] pixels, got {image_size}")
+    _check_int(image_size, "image_size (pixels)", 32, 448)
     device = torch.device(device) if device is not None else scenes.uid.device
     n = len(scenes)
     out = torch.empty(n, 3, image_size, image_size, dtype=torch.uint8, device=device)
@@ -611,8 +646,9 @@ class ShapeScenes(torch.utils.data.Dataset):
                  ood_fraction: float = 0.0, cache: bool = False) -> None:
         if split not in _SPLIT_OFFSETS:
             raise ValueError(f"split must be one of {sorted(_SPLIT_OFFSETS)}, got {split!r}")
-        if not 32 <= image_size <= 448:
-            raise ValueError(f"image_size must be in [32, 448] pixels, got {image_size}")
+        _check_int(n, "n", low=0)
+        _check_int(seed, "seed")
+        _check_int(image_size, "image_size (pixels)", 32, 448)
         self.n, self.image_size, self.seed, self.split = n, image_size, seed, split
         self.scenes = sample_scenes(n, seed=seed * 4 + _SPLIT_OFFSETS[split] + 7919, ood_fraction=ood_fraction)
         self.labels = scene_labels(self.scenes)

@@ -129,24 +129,41 @@ def _read_state_dict(path: Path) -> dict[str, Tensor]:
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 
+_CLASSIFIER_PREFIXES = ("fc.", "head.", "classifier.", "last_linear.")
+
+
+def _classifier_prefixes(model: nn.Module) -> tuple[str, ...]:
+    """Key prefixes of the classifier a source checkpoint may carry (ignored on load)."""
+    if isinstance(model, TimmBackbone):
+        names = model.model.pretrained_cfg.get("classifier") or ()
+        names = (names,) if isinstance(names, str) else tuple(names)
+        return tuple(f"model.{p}" for p in (*(f"{n}." for n in names), *_CLASSIFIER_PREFIXES))
+    return _CLASSIFIER_PREFIXES
+
+
 def load_backbone_weights(model: nn.Module, path: str | Path) -> None:
     """Load a state dict into a backbone, ignoring the source model's classifier.
 
     Keys may carry timm's names (``conv1.weight``) or ours (``model.conv1.weight``). Every
-    backbone parameter must be present with the right shape; an error lists what is missing.
+    backbone parameter must be present with the right shape, and the file may hold nothing
+    else but a classifier; an error lists what is missing, unexpected or mis-shaped.
     """
     path = Path(path)
     state = _read_state_dict(path)
     own = model.state_dict()
     if isinstance(model, TimmBackbone):
         state = {k if k.startswith("model.") else f"model.{k}": v for k, v in state.items()}
+    classifier = _classifier_prefixes(model)
     matched = {k: v for k, v in state.items() if k in own}
     missing = sorted(set(own) - set(matched))
+    unexpected = sorted(k for k in set(state) - set(own) if not k.startswith(classifier))
     wrong_shape = sorted(k for k, v in matched.items() if v.shape != own[k].shape)
-    if missing or wrong_shape:
+    if missing or unexpected or wrong_shape:
         parts = []
         if missing:
             parts.append(f"{len(missing)} missing keys, e.g. {missing[:5]}")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected keys, e.g. {unexpected[:5]}")
         if wrong_shape:
             parts.append("shape mismatch for " + ", ".join(
                 f"{k}: file {tuple(matched[k].shape)} vs model {tuple(own[k].shape)}" for k in wrong_shape[:5]))

@@ -1,0 +1,115 @@
+"""Configs: round trips, unknown keys, types, overrides, files; the command line."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from mlrobust.cli import main
+from mlrobust.config import ConfigError, DataConfig, ExperimentConfig, TrainConfig, apply_overrides, load_config
+from mlrobust.experiments import build_method, observed_labels
+
+
+def test_round_trip_through_dict_json_and_yaml(tmp_path) -> None:
+    cfg = ExperimentConfig(name="x", data=DataConfig(protocol="partial", protocol_args={"known": 0.1}),
+                           train=TrainConfig(lr_steps=[10, 15], grad_clip=1.0))
+    assert ExperimentConfig.from_dict(cfg.to_dict()) == cfg
+    cfg.to_json(tmp_path / "c.json")
+    assert load_config(tmp_path / "c.json") == cfg
+    (tmp_path / "c.yaml").write_text(cfg.to_yaml())
+    assert load_config(tmp_path / "c.yaml") == cfg
+
+
+def test_unknown_keys_are_listed_with_the_valid_ones() -> None:
+    with pytest.raises(ConfigError, match=r"unknown config key\(s\) train\.epoch in train; valid keys: epochs, "):
+        ExperimentConfig.from_dict({"train": {"epoch": 3}})
+    with pytest.raises(ConfigError, match=r"unknown config key\(s\) datta in the top level; valid keys: name,"):
+        ExperimentConfig.from_dict({"datta": {}})
+
+
+@pytest.mark.parametrize("d,message", [
+    ({"train": {"epochs": "ten"}}, "train.epochs must be of type int, got 'ten'"),
+    ({"train": {"epochs": True}}, "train.epochs must be of type int, got True"),
+    ({"train": {"epochs": 0}}, "train.epochs must be >= 1, got 0"),
+    ({"train": {"optimizer": "lbfgs"}}, "train.optimizer must be 'sgd', 'adam' or 'adamw', got 'lbfgs'"),
+    ({"train": {"lr_steps": "10"}}, "train.lr_steps must be a list"),
+    ({"data": {"augment": "mixup"}}, "data.augment must be 'none' or 'flip'"),
+    ({"data": 3}, "data must be a mapping of DataConfig fields"),
+])
+def test_bad_values_name_the_key(d, message) -> None:
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        ExperimentConfig.from_dict(d)
+
+
+def test_ints_are_accepted_for_floats_and_none_for_optionals() -> None:
+    cfg = ExperimentConfig.from_dict({"train": {"lr": 1, "grad_clip": None}, "model": {"weights": None}})
+    assert cfg.train.lr == 1.0 and isinstance(cfg.train.lr, float)
+
+
+def test_overrides() -> None:
+    cfg = apply_overrides(ExperimentConfig(), ["train.lr=0.01", "data.protocol_args={known: 0.1}",
+                                               "train.lr_steps=[10, 15]", "name=abc"])
+    assert cfg.train.lr == 0.01 and cfg.data.protocol_args == {"known": 0.1}
+    assert cfg.train.lr_steps == [10, 15] and cfg.name == "abc"
+    with pytest.raises(ConfigError, match="key=value"):
+        apply_overrides(ExperimentConfig(), ["train.lr"])
+    with pytest.raises(ConfigError, match="train.lrr"):
+        apply_overrides(ExperimentConfig(), ["train.lrr=1"])
+    with pytest.raises(ConfigError, match="name is not a config section"):
+        apply_overrides(ExperimentConfig(), ["name.x=1"])
+
+
+def test_config_files_errors_name_the_file(tmp_path) -> None:
+    with pytest.raises(FileNotFoundError, match="nope.yaml"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [unclosed")
+    with pytest.raises(ConfigError, match="bad.yaml is not valid YAML"):
+        load_config(bad)
+    wrong = tmp_path / "wrong.yaml"
+    wrong.write_text(yaml.safe_dump({"train": {"epocs": 2}}))
+    with pytest.raises(ConfigError, match="wrong.yaml: unknown config key"):
+        load_config(wrong)
+
+
+def test_protocol_and_method_names_are_checked() -> None:
+    import torch
+
+    y = torch.ones(4, 3, dtype=torch.int8)
+    with pytest.raises(ConfigError, match="unknown data.protocol 'parital'; valid: "):
+        observed_labels(y, DataConfig(protocol="parital"))
+    with pytest.raises(ConfigError, match=r"data.protocol_args \['keep'\] not accepted by protocol 'partial'; "
+                                          r"valid: \['known', 'per_image'\]"):
+        observed_labels(y, DataConfig(protocol="partial", protocol_args={"keep": 0.1}))
+    with pytest.raises(ConfigError, match="unknown method 'durand'"):
+        build_method(ExperimentConfig(method="durand"), None)
+
+
+def test_cli_config_and_errors(capsys) -> None:
+    assert main(["config", "--set", "train.epochs=2"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["train"]["epochs"] == 2
+    assert main(["config", "--set", "train.epoch=2"]) == 2
+    assert "unknown config key(s) train.epoch" in capsys.readouterr().err
+    assert main(["run", "--config", "/nonexistent/c.yaml"]) == 2
+    assert "config file not found: /nonexistent/c.yaml" in capsys.readouterr().err
+    assert main(["datasets"]) == 0
+    assert "shapescenes" in capsys.readouterr().out.split()
+
+
+def test_cli_run_writes_results(tmp_path, capsys) -> None:
+    args = ["run", "--set", f"output_dir={tmp_path}", "--set", "name=cli", "--set", "train.epochs=1",
+            "--set", "data.n_train=64", "--set", "data.n_test=32", "--set", "train.batch_size=32"]
+    assert main(args) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["run_dir"] == str(tmp_path / "cli")
+    assert printed["test"] == json.loads((tmp_path / "cli" / "metrics.json").read_text())["test"]
+
+
+def test_cli_bench_prints_a_table(tmp_path, capsys) -> None:
+    out = tmp_path / "bench.md"
+    assert main(["bench", "--steps", "2", "--warmup", "1", "--batch-size", "8", "--output", str(out)]) == 0
+    table = capsys.readouterr().out
+    assert "images_per_s" in table and "train step (bce)" in table and "render shapescenes" in table
+    assert out.read_text().strip() == table.strip()
