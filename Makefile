@@ -18,7 +18,7 @@ DATASET ?= shapescenes
 DATA_ROOT ?=
 DEVICE ?= auto
 
-.PHONY: help env book test lab full bench refresh clean
+.PHONY: help env book test test-oldest lab full bench refresh clean
 
 help:
 	@echo "make book     set up, execute every chapter (quick scale), build _build/html"
@@ -27,6 +27,7 @@ help:
 	@echo "make full CHAPTER=ch01_problem DATASET=coco DATA_ROOT=/data/coco   run a chapter at full scale"
 	@echo "make bench    write the performance table to _build/bench.md"
 	@echo "make refresh  re-execute the committed chapters in place (a deliberate step)"
+	@echo "make test-oldest  unit tests against the oldest versions pyproject.toml allows (torch 2.4, ...)"
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -44,6 +45,12 @@ book: env
 
 test: env
 	MLROBUST_PROGRESS=0 $(PY) -m pytest
+
+# The package's floor (torch>=2.4, numpy>=1.24, ...) in a side environment; notebooks excluded.
+test-oldest: | $(UV)
+	$(UV) venv --quiet --allow-existing --python $(PYTHON) .venv-oldest
+	$(UV) pip install --quiet --python .venv-oldest/bin/python --resolution lowest-direct -e ".[test]" "numpy<2"
+	MLROBUST_PROGRESS=0 .venv-oldest/bin/python -m pytest -p no:nbval -o addopts="" --ignore=tests/test_book.py tests
 
 lab: env
 	$(VENV)/bin/jupyter lab book/

@@ -33,6 +33,7 @@ from .data import DataSplits, build_dataset
 from .engine import Method, SupervisedMethod, Trainer, environment_report
 from .engine.checkpoint import atomic_write_text
 from .models import create_model
+from .registry import Registry
 
 __all__ = ["PROTOCOLS", "METHODS", "register_protocol", "register_method", "build_data",
            "observed_labels", "build_method", "run_experiment", "RunResult"]
@@ -50,7 +51,10 @@ def _first(fn: Callable[..., Any]) -> Callable[..., Tensor]:
     return wrapped
 
 
-PROTOCOLS: dict[str, Callable[..., Tensor]] = {
+PROTOCOLS: Registry[Callable[..., Tensor]] = Registry("data.protocol")
+#: ``register_protocol(name, fn)`` adds a label protocol ``fn(y, seed=..., **args) -> observed labels``
+register_protocol = PROTOCOLS.register
+for _name, _fn in {
     "full": lambda y, seed: y.clone(),
     "partial": label_protocols.partial,
     "dense": label_protocols.dense,
@@ -59,14 +63,8 @@ PROTOCOLS: dict[str, Callable[..., Tensor]] = {
     "symmetric_noise": _first(label_protocols.symmetric_noise),
     "frequency_corruption": label_protocols.frequency_corruption,
     "semi_supervised": label_protocols.semi_supervised,
-}
-
-
-def register_protocol(name: str, fn: Callable[..., Tensor]) -> None:
-    """Add a label protocol ``fn(y, seed=..., **args) -> observed labels``."""
-    if name in PROTOCOLS:
-        raise ValueError(f"protocol {name!r} is already registered")
-    PROTOCOLS[name] = fn
+}.items():
+    register_protocol(_name, _fn)
 
 
 MethodFactory = Callable[[ExperimentConfig, DataSplits], Method]
@@ -78,14 +76,10 @@ def _supervised(cfg: ExperimentConfig, splits: DataSplits) -> Method:
     return SupervisedMethod(losses.get_loss(cfg.loss.name, **cfg.loss.args))
 
 
-METHODS: dict[str, MethodFactory] = {"supervised": _supervised}
-
-
-def register_method(name: str, factory: MethodFactory) -> None:
-    """Add a method ``factory(cfg, splits) -> Method``."""
-    if name in METHODS:
-        raise ValueError(f"method {name!r} is already registered")
-    METHODS[name] = factory
+METHODS: Registry[MethodFactory] = Registry("method")
+#: ``register_method(name, factory)`` adds a method ``factory(cfg, splits) -> Method``
+register_method = METHODS.register
+register_method("supervised", _supervised)
 
 
 def build_data(cfg: DataConfig) -> DataSplits:
@@ -99,9 +93,10 @@ def build_data(cfg: DataConfig) -> DataSplits:
 
 def observed_labels(y: Tensor, cfg: DataConfig) -> Tensor:
     """Apply the config's label protocol to the training ground truth ``y``."""
-    if cfg.protocol not in PROTOCOLS:
-        raise ConfigError(f"unknown data.protocol {cfg.protocol!r}; valid: {sorted(PROTOCOLS)}")
-    fn = PROTOCOLS[cfg.protocol]
+    try:
+        fn = PROTOCOLS.lookup(cfg.protocol)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
     params = inspect.signature(fn).parameters
     valid = [p for p in params if p not in ("y", "seed")]
     unknown = sorted(set(cfg.protocol_args) - set(valid))
@@ -111,9 +106,11 @@ def observed_labels(y: Tensor, cfg: DataConfig) -> Tensor:
 
 
 def build_method(cfg: ExperimentConfig, splits: DataSplits) -> Method:
-    if cfg.method not in METHODS:
-        raise ConfigError(f"unknown method {cfg.method!r}; valid: {sorted(METHODS)}")
-    return METHODS[cfg.method](cfg, splits)
+    try:
+        factory = METHODS.lookup(cfg.method)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    return factory(cfg, splits)
 
 
 @dataclass

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from .._validate import check_labels
+from ..registry import Registry
 from .shapescenes import ShapeScenes
 
 __all__ = ["LabelledDataset", "DATASETS", "register_dataset", "build_dataset", "DataSplits", "TensorImages"]
@@ -37,26 +38,14 @@ class LabelledDataset(Protocol):
 
 
 DatasetFactory = Callable[..., LabelledDataset]
-DATASETS: dict[str, DatasetFactory] = {}
-
-
-def register_dataset(name: str) -> Callable[[DatasetFactory], DatasetFactory]:
-    """Register ``factory(split, *, root, image_size, n, seed, cache, **kwargs)`` under ``name``."""
-
-    def add(factory: DatasetFactory) -> DatasetFactory:
-        if name in DATASETS:
-            raise ValueError(f"dataset {name!r} is already registered")
-        DATASETS[name] = factory
-        return factory
-
-    return add
+DATASETS: Registry[DatasetFactory] = Registry("dataset")
+#: ``@register_dataset("name")`` adds ``factory(split, *, root, image_size, n, seed, cache, **kwargs)``
+register_dataset = DATASETS.register
 
 
 def build_dataset(name: str, split: str, **kwargs: Any) -> LabelledDataset:
     """Build the ``split`` of the dataset registered as ``name``."""
-    if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; registered datasets: {sorted(DATASETS)}")
-    return DATASETS[name](split, **kwargs)
+    return DATASETS.lookup(name)(split, **kwargs)
 
 
 @register_dataset("shapescenes")

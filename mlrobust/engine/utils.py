@@ -19,7 +19,7 @@ __all__ = ["derive_seed", "resolve_device", "environment_report", "progress_enab
 def derive_seed(*parts: int) -> int:
     """A 63-bit seed mixed from integers (e.g. run seed and epoch), via numpy's SeedSequence,
     so that nearby inputs give unrelated streams."""
-    return int(np.random.SeedSequence([int(p) & 0xFFFFFFFF for p in parts]).generate_state(2, np.uint64)[0] >> 1)
+    return int(np.random.SeedSequence([int(p) & 0xFFFFFFFF for p in parts]).generate_state(2, np.uint64)[0]) >> 1
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:

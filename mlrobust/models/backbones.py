@@ -19,22 +19,14 @@ import timm
 import torch
 from torch import Tensor, nn
 
+from ..registry import Registry
+
 __all__ = ["SmallCNN", "BACKBONES", "register_backbone", "create_backbone", "load_backbone_weights",
            "TimmBackbone"]
 
-BACKBONES: dict[str, Callable[..., nn.Module]] = {}
-
-
-def register_backbone(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Register a backbone factory under ``name`` (a name timm also knows is shadowed)."""
-
-    def add(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        if name in BACKBONES:
-            raise ValueError(f"backbone {name!r} is already registered")
-        BACKBONES[name] = factory
-        return factory
-
-    return add
+BACKBONES: Registry[Callable[..., nn.Module]] = Registry("backbone")
+#: ``@register_backbone("name")`` adds a factory ``f(in_chans=3) -> module`` (a name timm also knows is shadowed)
+register_backbone = BACKBONES.register
 
 
 def _conv_bn_relu(c_in: int, c_out: int, stride: int) -> nn.Sequential:

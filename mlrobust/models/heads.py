@@ -15,21 +15,13 @@ from collections.abc import Callable
 
 from torch import Tensor, nn
 
+from ..registry import Registry
+
 __all__ = ["GAPHead", "ClassMapHead", "POOLINGS", "register_pooling", "HEADS", "create_head"]
 
-POOLINGS: dict[str, Callable[..., nn.Module]] = {}
-
-
-def register_pooling(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Register a class-map pooling: a module mapping (B, C, h, w) maps to (B, C) scores."""
-
-    def add(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        if name in POOLINGS:
-            raise ValueError(f"pooling {name!r} is already registered")
-        POOLINGS[name] = factory
-        return factory
-
-    return add
+POOLINGS: Registry[Callable[..., nn.Module]] = Registry("pooling")
+#: ``@register_pooling("name")`` adds a module class mapping (B, C, h, w) class maps to (B, C) scores
+register_pooling = POOLINGS.register
 
 
 @register_pooling("gap")
@@ -69,11 +61,10 @@ class ClassMapHead(nn.Module):
     def __init__(self, in_features: int, num_classes: int, pooling: str = "gap",
                  dropout: float = 0.0, **pooling_args: object) -> None:
         super().__init__()
-        if pooling not in POOLINGS:
-            raise ValueError(f"unknown pooling {pooling!r}; valid: {sorted(POOLINGS)}")
+        pool = POOLINGS.lookup(pooling)
         self.dropout = nn.Dropout2d(dropout)
         self.classifier = nn.Conv2d(in_features, num_classes, kernel_size=1)
-        self.pooling = POOLINGS[pooling](**pooling_args)
+        self.pooling = pool(**pooling_args)
 
     def maps(self, features: Tensor) -> Tensor:
         """Class maps (B, C, h, w)."""
@@ -83,11 +74,11 @@ class ClassMapHead(nn.Module):
         return self.pooling(self.maps(features))
 
 
-HEADS: dict[str, type[nn.Module]] = {"gap": GAPHead, "classmap": ClassMapHead}
+HEADS: Registry[type[nn.Module]] = Registry("head")
+HEADS.register("gap", GAPHead)
+HEADS.register("classmap", ClassMapHead)
 
 
 def create_head(name: str, in_features: int, num_classes: int, **kwargs: object) -> nn.Module:
     """Build a head by name (``"gap"`` or ``"classmap"``)."""
-    if name not in HEADS:
-        raise ValueError(f"unknown head {name!r}; valid: {sorted(HEADS)}")
-    return HEADS[name](in_features, num_classes, **kwargs)
+    return HEADS.lookup(name)(in_features, num_classes, **kwargs)
