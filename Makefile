@@ -8,7 +8,7 @@ TOOLS := .tools
 UV := $(TOOLS)/bin/uv
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.mlrobust-env
+STAMP := $(VENV)/.mlrobust-env-$(notdir $(PYTHON))
 # never let uv fetch an interpreter: use the python3 this machine has
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)

@@ -15,19 +15,27 @@ def _describe_values(values: Tensor, limit: int = 5) -> str:
 
 
 def check_labels(y: Tensor, name: str = "y", *, allow_unknown: bool = True,
-                 num_classes: int | None = None) -> None:
+                 num_classes: int | None = None, values: bool | None = None) -> None:
     """Check a label matrix: a 2-D tensor (N, C) with values in {-1, 0, 1}
-    (1 present, -1 absent, 0 unknown), or {-1, 1} when ``allow_unknown`` is False."""
+    (1 present, -1 absent, 0 unknown), or {-1, 1} when ``allow_unknown`` is False.
+
+    The value check reads the tensor, which on a GPU means waiting for it (a host-device
+    sync). By default (``values=None``) it runs for CPU tensors only; labels on a device
+    were checked where they were made (the trainer checks its label store once).
+    """
     if not isinstance(y, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor of shape (N, C), got {type(y).__name__}")
     if y.dim() != 2:
         raise ValueError(f"{name} must have shape (N, C), got shape {tuple(y.shape)}")
     if num_classes is not None and y.shape[1] != num_classes:
         raise ValueError(f"{name} must have {num_classes} columns (classes), got shape {tuple(y.shape)}")
+    if not (values if values is not None else y.device.type == "cpu"):
+        return
     if y.is_floating_point() and not torch.isfinite(y).all():
         raise ValueError(f"{name} contains NaN or inf; labels must be in {{-1, 0, 1}}")
-    allowed = (-1, 0, 1) if allow_unknown else (-1, 1)
-    bad = ~torch.isin(y, torch.tensor(allowed, dtype=y.dtype, device=y.device))
+    bad = (y != 1) & (y != -1)
+    if allow_unknown:
+        bad &= y != 0
     if bad.any():
         values = torch.unique(y[bad]).cpu()
         expected = "{-1, 0, 1} (1 present, -1 absent, 0 unknown)" if allow_unknown else "{-1, 1}"

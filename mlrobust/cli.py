@@ -89,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
 
         print("\n".join(sorted(DATASETS)))
         return 0
-    except (ConfigError, FileNotFoundError) as err:
+    except (ConfigError, FileNotFoundError, ValueError, TypeError) as err:
+        # bad input of any kind: one line naming what was wrong, no traceback
         print(f"error: {err}", file=sys.stderr)
         return 2
 

@@ -45,7 +45,7 @@ class DataConfig:
     protocol_seed: int = 0
     augment: str = "flip"  # "none" or "flip" (random horizontal flip)
     num_workers: int = 0  # DataLoader workers for datasets read from disk
-    cache: bool = True  # keep rendered/decoded images in memory (small sets only)
+    cache: bool | None = None  # keep rendered images in memory; None: when they fit in 1 GiB
 
     def __post_init__(self) -> None:
         _check(self.image_size >= 16, "data.image_size", self.image_size, ">= 16")
@@ -129,7 +129,9 @@ class ExperimentConfig:
         return dataclasses.asdict(self)
 
     def to_json(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        from .engine.checkpoint import atomic_write_text
+
+        atomic_write_text(json.dumps(self.to_dict(), indent=2) + "\n", path)
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
@@ -174,6 +176,11 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         return dict(value)
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if tp is float and isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
     if tp is Any or (isinstance(tp, type) and isinstance(value, tp) and not (tp is int and isinstance(value, bool))):
         return value
     raise ConfigError(f"{key} must be of type {getattr(tp, '__name__', tp)}, got {value!r}")

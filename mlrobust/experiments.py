@@ -31,7 +31,7 @@ from . import losses
 from .config import ConfigError, DataConfig, ExperimentConfig
 from .data import DataSplits, build_dataset
 from .engine import Method, SupervisedMethod, Trainer, environment_report
-from .engine.checkpoint import atomic_write_text
+from .engine.checkpoint import atomic_write_text, load_checkpoint
 from .models import create_model
 from .registry import Registry
 
@@ -131,9 +131,7 @@ def run_experiment(cfg: ExperimentConfig, *, data: DataSplits | None = None, res
     chapter building the benchmark once for many runs)."""
     splits = data if data is not None else build_data(cfg.data)
     run_dir = cfg.run_dir if write else None
-    if run_dir is not None:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        cfg.to_json(run_dir / "config.json")
+    # build and check everything before the run folder is touched: a bad config leaves nothing
     y_obs = observed_labels(splits.train.labels, cfg.data)
     with torch.random.fork_rng():
         torch.manual_seed(cfg.train.seed)  # model initialisation
@@ -141,8 +139,13 @@ def run_experiment(cfg: ExperimentConfig, *, data: DataSplits | None = None, res
                              weights=cfg.model.weights, **cfg.model.head_args)
         method = build_method(cfg, splits)
     trainer = Trainer(model, method, splits.train, y_obs, cfg.train, val_set=splits.val, hooks=hooks,
-                      run_dir=run_dir, augment=cfg.data.augment, num_workers=cfg.data.num_workers)
+                      run_dir=run_dir, augment=cfg.data.augment, num_workers=cfg.data.num_workers,
+                      run_config=cfg.to_dict())
     if run_dir is not None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if resume and trainer.checkpoint_path.is_file():  # refuse before overwriting config.json
+            trainer._check_resumable(load_checkpoint(trainer.checkpoint_path).get("run_config"))
+        atomic_write_text(json.dumps(cfg.to_dict(), indent=2) + "\n", run_dir / "config.json")
         atomic_write_text(json.dumps(environment_report(trainer.device), indent=2) + "\n", run_dir / "env.json")
     start = time.perf_counter()
     history = trainer.fit(resume=resume)

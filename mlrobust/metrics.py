@@ -120,6 +120,17 @@ def average_precision(logits: Tensor, y: Tensor, *, voc07: bool = False) -> Tens
         voc07: return the VOC-07 11-point interpolated AP instead of the non-interpolated AP.
     """
     scores, labels = _prepare(logits, y)
+    # classes are independent: process them in chunks so the ~10 (N, chunk) temporaries stay
+    # near 1 GB even for Open Images (N ~ 1e5 images, C ~ 5e3 classes)
+    chunk = max(1, _AP_CHUNK_ELEMENTS // max(scores.shape[0], 1))
+    parts = [_class_ap(s, l, voc07) for s, l in zip(scores.split(chunk, dim=1), labels.split(chunk, dim=1))]
+    return torch.cat(parts) if parts else torch.empty(0, dtype=torch.float64)
+
+
+_AP_CHUNK_ELEMENTS = 2**24
+
+
+def _class_ap(scores: Tensor, labels: Tensor, voc07: bool) -> Tensor:
     is_pos, precision, recall, num_pos = _ranked_precision_recall(scores, labels)
     if voc07:
         ap = _voc07_from_curve(precision, recall, num_pos)

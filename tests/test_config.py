@@ -113,3 +113,18 @@ def test_cli_bench_prints_a_table(tmp_path, capsys) -> None:
     table = capsys.readouterr().out
     assert "images_per_s" in table and "train step (bce)" in table and "render shapescenes" in table
     assert out.read_text().strip() == table.strip()
+
+
+def test_exponent_floats_on_the_command_line(capsys) -> None:
+    # YAML 1.1 reads "1e-3" as a string; a float field must still accept it
+    cfg = apply_overrides(ExperimentConfig(), ["train.lr=1e-3", "train.weight_decay=5E-4"])
+    assert cfg.train.lr == 0.001 and cfg.train.weight_decay == 0.0005
+    with pytest.raises(ConfigError, match="train.lr must be of type float"):
+        apply_overrides(ExperimentConfig(), ["train.lr=fast"])
+
+
+def test_cli_reports_bad_loss_options_without_a_traceback(tmp_path, capsys) -> None:
+    args = ["run", "--set", f"output_dir={tmp_path}", "--set", "name=bad", "--set", "loss.args={gamma: 2}"]
+    assert main(args) == 2
+    assert "gamma" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()

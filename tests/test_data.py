@@ -309,7 +309,6 @@ def test_scene_table_invariants(n: int, seed: int, ood: float) -> None:
     assert torch.equal((a == 1).any(1), (y == 1).any(1))
 
 
-@pytest.mark.skipif(not hasattr(shapescenes, "scene_class_radius"), reason="scene_class_radius not present")
 def test_scene_class_radius(big: ShapeScenes) -> None:
     """Radius of the largest object of each labelled class, 0 where the class is absent."""
     s = big.scenes.select(torch.arange(500))
@@ -421,13 +420,25 @@ def test_bad_argument_types_are_named(kwargs: dict[str, float], name: str) -> No
     assert re.search(rf"\b{name}\b", msg) and str(kwargs[name]) in msg, msg
 
 
-def test_float_image_size_is_refused_or_works() -> None:
-    try:
-        ds = ShapeScenes(2, image_size=32.0)  # type: ignore[arg-type]
-    except (TypeError, ValueError) as err:
-        assert "image_size" in str(err)
-        return
-    assert ds.images().shape == (2, 3, 32, 32)
+def test_float_image_size_is_refused() -> None:
+    with pytest.raises(TypeError, match="image_size"):
+        ShapeScenes(2, image_size=32.0)  # type: ignore[arg-type]
+
+
+def test_sampling_is_prefix_stable_and_splits_are_disjoint() -> None:
+    small, large = ShapeScenes(12, image_size=32), ShapeScenes(2100, image_size=32)  # spans 3 blocks
+    assert torch.equal(small.labels, large.labels[:12])
+    assert torch.equal(small.images(), large.load_batch(torch.arange(12)))
+    pre = ShapeScenes(12, image_size=32, split="pretrain")
+    assert not torch.equal(pre.scenes.uid, small.scenes.uid)
+
+
+def test_cache_auto_and_cache_moves_once() -> None:
+    assert ShapeScenes(10, image_size=32).cache is True
+    assert ShapeScenes(10_000, image_size=448).cache is False  # 6 GB of pixels: rendered on demand
+    ds = ShapeScenes(6, image_size=32, cache=True)
+    first = ds.load_batch(torch.arange(3))
+    assert ds._cache is not None and torch.equal(first, ds.images()[:3])
 
 
 def test_sample_scenes_accepts_a_generator() -> None:

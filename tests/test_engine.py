@@ -298,3 +298,75 @@ def test_train_labels_must_match_the_dataset(tiny_data) -> None:
     with pytest.raises(ValueError, match="train_labels has 5 rows but the training set has 128"):
         Trainer(create_model("cnn_s", 24), SupervisedMethod(losses.bce), tiny_data.train,
                 tiny_data.train.labels[:5], TrainConfig(progress=False))
+
+
+def test_resume_refuses_a_different_config(tmp_path) -> None:
+    cfg = tiny_config(tmp_path, epochs=1)
+    run_experiment(cfg)
+    before = (tmp_path / "tiny" / "config.json").read_text()
+    changed = tiny_config(tmp_path, epochs=2, lr=0.5)
+    with pytest.raises(ValueError, match=r"written with a different config \(train.lr: 0.05 -> 0.5\)"):
+        run_experiment(changed, resume=True)
+    assert (tmp_path / "tiny" / "config.json").read_text() == before
+    more_epochs = tiny_config(tmp_path, epochs=2)  # only the epoch count differs: allowed
+    assert run_experiment(more_epochs, resume=True).trainer.epoch == 2
+
+
+def test_a_bad_config_leaves_no_run_folder(tmp_path) -> None:
+    cfg = tiny_config(tmp_path)
+    cfg.loss.args = {"gamma": 2}
+    with pytest.raises(TypeError, match="gamma"):
+        run_experiment(cfg)
+    assert not (tmp_path / "tiny").exists()
+
+
+class FitStartState(Hook):
+    """Sets state in on_fit_start; a resume must restore the saved value over it."""
+
+    def __init__(self) -> None:
+        self.value = -1
+
+    def on_fit_start(self, trainer) -> None:
+        self.value = 0
+
+    def on_epoch_end(self, trainer, epoch, record) -> None:
+        self.value += 1
+
+    def state_dict(self) -> dict:
+        return {"value": self.value}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.value = state["value"]
+
+
+def test_on_fit_start_runs_before_the_checkpoint_is_restored(tmp_path, tiny_data) -> None:
+    cfg = TrainConfig(epochs=3, batch_size=32, lr=0.05, progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        make_trainer(tiny_data, tmp_path, cfg, hooks=[Interrupt(2), FitStartState()]).fit()
+    hook = FitStartState()
+    make_trainer(tiny_data, tmp_path, cfg, hooks=[Interrupt(-1), hook]).fit(resume=True)
+    assert hook.value == 3
+
+
+def test_progress_is_off_in_kernels_started_by_batch_runners(monkeypatch) -> None:
+    from mlrobust.engine import utils
+
+    monkeypatch.delenv("MLROBUST_PROGRESS", raising=False)
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.setitem(sys.modules, "ipykernel", object())
+    monkeypatch.setattr(utils, "_kernel_parent_is_batch_runner", lambda: True)
+    assert progress_enabled() is False
+    monkeypatch.setattr(utils, "_kernel_parent_is_batch_runner", lambda: False)
+    assert progress_enabled() is True
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_fit_resume_and_bf16_autocast(tmp_path, tiny_data) -> None:
+    cfg = TrainConfig(epochs=2, batch_size=32, lr=0.05, progress=False, device="cuda")
+    trainer = make_trainer(tiny_data, tmp_path, cfg)
+    trainer.fit()
+    logits = trainer.predict(tiny_data.test)
+    assert logits.dtype == torch.float32 and torch.isfinite(logits).all()
+    resumed = make_trainer(tiny_data, tmp_path, TrainConfig(**{**cfg.__dict__, "epochs": 3}))
+    resumed.fit(resume=True)
+    assert resumed.epoch == 3

@@ -497,3 +497,14 @@ def test_frequency_corruption_without_known_positive_is_refused() -> None:
     with pytest.raises(ValueError, match="estimated from y"):
         labels.frequency_corruption(y, 0.5, 0)
     assert torch.equal(labels.frequency_corruption(y, 0.0, 0), y)  # nothing to corrupt: fine
+
+
+def test_label_values_are_not_read_on_devices_other_than_the_cpu() -> None:
+    """A value check on a GPU tensor forces a host-device sync; it runs on CPU tensors only."""
+    from mlrobust._validate import check_labels
+
+    check_labels(torch.empty(2, 3, dtype=torch.int8, device="meta"), "y")  # would fail if read
+    with pytest.raises(ValueError, match="y must hold values in"):
+        check_labels(torch.tensor([[2, 0, 1]], dtype=torch.int8), "y")
+    with pytest.raises(ValueError, match="shape"):
+        check_labels(torch.empty(3, dtype=torch.int8, device="meta"), "y")

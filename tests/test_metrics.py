@@ -464,3 +464,17 @@ def test_error_bad_threshold(threshold, error) -> None:
 def test_error_bad_top_k(top_k, error) -> None:
     with pytest.raises(error, match=r"top_k must be .*\[1, 4\]"):
         metrics.evaluate(torch.randn(3, 4), torch.ones(3, 4, dtype=torch.int8), top_k=top_k)
+
+
+def test_average_precision_is_the_same_when_classes_are_processed_in_chunks(monkeypatch) -> None:
+    """Large inputs are split over classes to bound memory; the split must not change AP."""
+    import mlrobust.metrics as m
+
+    g = torch.Generator().manual_seed(3)
+    logits = torch.randn(50, 7, generator=g)
+    y = (torch.randint(0, 3, (50, 7), generator=g) - 1).to(torch.int8)
+    whole = m.average_precision(logits, y)
+    monkeypatch.setattr(m, "_AP_CHUNK_ELEMENTS", 50 * 2)  # two classes per chunk
+    torch.testing.assert_close(m.average_precision(logits, y), whole, equal_nan=True)
+    torch.testing.assert_close(m.average_precision(logits, y, voc07=True),
+                               (monkeypatch.undo(), m.average_precision(logits, y, voc07=True))[1], equal_nan=True)

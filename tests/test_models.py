@@ -369,3 +369,28 @@ def test_weights_of_a_deeper_architecture_are_rejected(pair: str, tmp_path: Path
     with pytest.raises(ValueError, match=extra) as err:
         load_backbone_weights(model, path)
     assert "deeper.pt" in str(err.value)
+
+
+@pytest.mark.parametrize("name", ["vit_tiny_patch16_224", "swin_tiny_patch4_window7_224"])
+def test_transformer_backbones_give_feature_maps(name: str) -> None:
+    """Token sequences (ViT) and channels-last maps (Swin) are turned into (B, D, h, w)."""
+    from mlrobust.models import create_model
+
+    model = create_model(name, 5, head="classmap")
+    x = torch.randn(2, 3, 224, 224)
+    features = model.backbone(x)
+    assert features.dim() == 4 and features.shape[1] == model.backbone.num_features
+    assert model(x).shape == (2, 5)
+
+
+def test_state_dicts_without_batchnorm_counters_load(tmp_path) -> None:
+    from mlrobust.models import create_backbone, load_backbone_weights
+
+    source = create_backbone("cnn_s")
+    state = {k: v for k, v in source.state_dict().items() if not k.endswith("num_batches_tracked")}
+    torch.save(state, tmp_path / "w.pt")
+    target = create_backbone("cnn_s")
+    load_backbone_weights(target, tmp_path / "w.pt")
+    source.eval(), target.eval()
+    x = torch.randn(2, 3, 32, 32)
+    torch.testing.assert_close(source(x), target(x))

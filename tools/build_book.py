@@ -124,8 +124,8 @@ def main() -> int:
         for nb in chapters:
             # run from the chapter's folder (it reads params/), write runs under _build/full
             write_from_source(nb, out / nb.name)
-            params.setdefault("output_dir", str(out / "runs" / nb.stem))
-            times[nb.stem] = execute(out / nb.name, out / nb.name, params, nb.parent)
+            chapter_params = {"output_dir": str(out / "runs" / nb.stem), **params}
+            times[nb.stem] = execute(out / nb.name, out / nb.name, chapter_params, nb.parent)
     else:
         stage_sources()
         for nb in chapters:

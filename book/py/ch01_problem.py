@@ -127,8 +127,8 @@ labels.summary(y_example)
 #
 # * **label correlation** — a context favours six classes and four pairs of classes co-occur,
 #   so label graphs and graph networks have structure to find;
-# * **scale, occlusion and clutter** — objects range from a few pixels to a third of the image
-#   and are drawn in painter's order over a noisy, cluttered background;
+# * **scale, occlusion and clutter** — objects range from a few pixels to more than half the
+#   image side and are drawn in painter's order over a noisy, cluttered background;
 # * **confusable classes** — both textures of a shape share a preferred colour, and pairs of
 #   similar shapes (disk and hexagon, square and diamond, ...) share one too;
 # * **single-object images** occur naturally, **distractors** from six out-of-set classes appear
@@ -245,11 +245,13 @@ markdown_table(["if present", "then", "P(then | if)", "P(then)"], strongest)
 show_source(labels.partial)
 
 # %% [markdown]
-# Each protocol on the same twelve images ({numref}`fig-protocols`); a red cross marks an
-# observed label that contradicts the truth:
+# Each protocol on the twelve training images of {numref}`fig-gallery`
+# ({numref}`fig-protocols`); a red cross marks an observed label that contradicts the truth:
 
 # %% mystnb={"figure": {"caption": "Observed training labels under each protocol for the first 12 training images (rows) and 24 classes (columns); seed 0. Blue: present, grey: absent, white: unknown; a red cross marks a wrong label.", "name": "fig-protocols"}}
 y12 = train_truth[:12]
+if P["dataset"] == "shapescenes":  # sampling is prefix-stable: the gallery shows these scenes
+    assert torch.equal(gallery.labels, y12)
 grid = {
     "partial, known=0.3": lambda y: labels.partial(y, 0.3, seed=0),
     "partial per image, known=0.3": lambda y: labels.partial(y, 0.3, seed=0, per_image=True),
@@ -323,7 +325,7 @@ markdown_table(["image", "score", "label"], [[i, s.item(), l.item()] for i, (s, 
 # ranks become 1, 4, 5 and $\AP = (1 + 2/4 + 3/5)/3 = 70\,\%$. The older PASCAL VOC-2007 protocol
 # instead averages, over the 11 recall levels $t \in \{0, 0.1, \dots, 1\}$, the best precision
 # reached at recall $\ge t$ {cite:p}`everingham2010pascal`: here $(4 \cdot 1 + 7 \cdot 3/4)/11
-# = 9.25/11 \approx 84.09\,\%$ — interpolation only ever raises AP.
+# = 9.25/11 \approx 84.09\,\%$, higher than the non-interpolated AP.
 
 # %% tags=["nbval-check-output"]
 ap = metrics.average_precision(scores, y_worked).item()
@@ -333,6 +335,22 @@ ap_voc07 = metrics.average_precision(scores, y_worked, voc07=True).item()
 assert abs(ap - 100 * 29 / 36) < 1e-9 and abs(ap_negative - 70) < 1e-9
 assert abs(ap_voc07 - 100 * 9.25 / 11) < 1e-9
 print(f"AP {ap:.2f} %   unknown as negative {ap_negative:.2f} %   VOC-07 11-point {ap_voc07:.2f} %")
+
+# %% [markdown]
+# Interpolation usually raises AP, but not always: the 11 levels weigh every tenth of recall
+# equally, so a last positive ranked very low drags the VOC-07 value down. Three positives
+# among 100 images, at ranks 1, 2 and 100, give $\AP = (1 + 1 + 3/100)/3 \approx 67.67\,\%$ but a
+# VOC-07 value of $(7 \cdot 1 + 4 \cdot 3/100)/11 \approx 64.73\,\%$ (seven recall levels up to
+# $2/3$ are reached at precision 1, the last four only at precision $3/100$):
+
+# %% tags=["nbval-check-output"]
+scores_late = -torch.arange(100, dtype=torch.float32)[:, None]  # rank i has score -i
+y_late = torch.full((100, 1), -1, dtype=torch.int8)
+y_late[[0, 1, 99]] = 1
+ap_late = metrics.average_precision(scores_late, y_late).item()
+voc_late = metrics.average_precision(scores_late, y_late, voc07=True).item()
+assert voc_late < ap_late
+print(f"AP {ap_late:.2f} %   VOC-07 11-point {voc_late:.2f} %")
 
 # %% [markdown]
 # A class with no positive in the evaluation set has no AP — there is nothing to find. Some
@@ -404,7 +422,8 @@ show_source(metrics.evaluate)
 # Its gradient on a known label is $\partial \ell / \partial x_c = (\sig(x_c) - \ind{y_c=1})/C$ and
 # zero on an unknown one, so with a share $p$ of labels known the total gradient shrinks by $p$
 # while the learning rate stays the same — the "starved gradient" that Durand et al.'s
-# partial-BCE corrects (chapter on their paper). Measured on an untrained network:
+# partial-BCE corrects (chapter on their paper). Measured on random logits, with the
+# chapter's training labels:
 
 # %% tags=["nbval-check-output"]
 with torch.random.fork_rng():
@@ -449,14 +468,15 @@ def experiment(setting: str, seed: int) -> ExperimentConfig:
 
 
 results: dict[str, list[float]] = {s: [] for s in settings}
-runs = {}
+train_seconds = 0.0
 for seed in range(P["n_seeds"]):
     for setting in settings:
         run = run_experiment(experiment(setting, seed), data=splits)
         results[setting].append(run.metrics["mAP"])
-        runs[setting, seed] = run
-train_seconds = sum(r.train_seconds for r in runs.values())
-print(f"{len(runs)} runs, {train_seconds:.0f} s of training")
+        train_seconds += run.train_seconds
+        if (setting, seed) == ("all labels", 0):
+            baseline = run.trainer  # analysed below; other models are not kept (memory at full scale)
+print(f"{sum(map(len, results.values()))} runs, {train_seconds:.0f} s of training")
 
 # %% [markdown]
 # Test mAP, mean ± standard deviation over seeds ({numref}`fig-problem`):
@@ -467,9 +487,15 @@ header = (f"setting ({P['dataset']}, {P['image_size']} px, {P['n_train']} traini
           f"{P['n_seeds']} seeds)")
 display(markdown_table([header, "test mAP (%)", "per seed"], table_rows))
 
-# %% mystnb={"figure": {"caption": "Test mAP of the same network trained with all labels, with a known share of the labels (unknown ignored or taken as negative) and with noisy labels. Bars: mean over seeds; whiskers: one standard deviation; dots: individual seeds.", "name": "fig-problem"}}
+# %% mystnb={"figure": {"caption": "Test mAP of the same network trained with all labels, with a known share of the labels (unknown ignored or taken as negative) and with noisy labels. Bars: mean over seeds; whiskers: one standard deviation; dots: individual seeds. Dashed: the mAP of scoring each class by its frequency in the scene's context, without looking at any object (embedded benchmark only).", "name": "fig-problem"}}
 fig, ax = plt.subplots(figsize=(7, 3.6))
 errorbar_by_setting(ax, results, ylabel="test mAP (%)")
+if hasattr(splits.test, "scenes"):
+    context_map = metrics.mean_average_precision(context_only_logits(splits.train, splits.test),
+                                                 splits.test.labels)[0]
+    ax.axhline(context_map, color="#b2182b", linestyle="--", linewidth=1)
+    ax.text(len(results) - 0.5, context_map, " context only", color="#b2182b", va="bottom", ha="right",
+            fontsize=8)
 ax.set_xlabel(f"training labels (known share {P['known']}, clean share {P['clean']})")
 fig.tight_layout()
 
@@ -478,9 +504,14 @@ fig.tight_layout()
 # claim stops holding):
 #
 # * Hiding most of the labels costs a large share of the mAP (more than 5 points), whether the
-#   unknown labels are ignored or taken as negative, and in every seed.
-# * At these rates, wrong labels cost less than missing ones, but clearly more than the
-#   seed-to-seed spread.
+#   unknown labels are ignored or taken as negative, and in every seed. Part of the loss when
+#   they are ignored is the starved gradient measured above, not only the missing
+#   information: the chapter on {cite:t}`durand2019learning` separates the two.
+# * Flipping labels costs clearly more than the seed-to-seed spread.
+#
+# The settings do not hold the same number of correct labels (`partial` keeps a tenth of them,
+# `noisy` most of them), so this is not a verdict on which kind of damage is worse; comparing
+# them at a fixed labelling budget is the first experiment of the Durand et al. chapter.
 
 # %%
 full_mean, full_std = mean_std(results["all labels"])
@@ -489,7 +520,6 @@ for s in ("partial, ignored", "partial, negative"):
     assert drop[s] > 5, (s, drop[s])
     assert all(f > p for f, p in zip(results["all labels"], results[s])), s
 assert drop["noisy"] > 2 * max(full_std, mean_std(results["noisy"])[1]) and drop["noisy"] > 1, drop
-assert drop["noisy"] < min(drop["partial, ignored"], drop["partial, negative"]), drop
 {s: round(d, 1) for s, d in drop.items()}
 
 # %% [markdown]
@@ -513,8 +543,9 @@ calibration = [["all-labels model, mAP (%)", fmt_mean_std(results["all labels"])
                 f"{drop['partial, ignored']:.1f}"],
                [f"mAP lost with {1 - P['clean']:.0%} of the labels flipped", f"{drop['noisy']:.1f}"]]
 if hasattr(test, "scenes"):
-    context_map = metrics.mean_average_precision(context_only_logits(splits.train, test), test.labels)[0]
     calibration.insert(1, ["context-only predictor, mAP (%)", f"{context_map:.1f}"])
+    # the summary's "with few labels the network falls to the level of a context lookup table"
+    assert mean_std(results["partial, ignored"])[0] < context_map + 3
     assert full_mean > context_map + 3, "the network must beat the context prior"
 assert full_mean < 90, "the quick-scale baseline must stay well below 100 mAP"
 markdown_table([f"calibration ({P['dataset']}, {P['image_size']} px, {len(test)} test images)",
@@ -522,7 +553,7 @@ markdown_table([f"calibration ({P['dataset']}, {P['image_size']} px, {len(test)}
 
 # %% mystnb={"figure": {"caption": "mAP of the all-labels model (seed 0) on the test positives of each object-size bin (radius of the largest object of the class, as a fraction of the image side); positives outside the bin are treated as unknown, negatives are kept.", "name": "fig-size"}}
 if hasattr(test, "scenes"):
-    test_logits = runs["all labels", 0].trainer.predict(test)
+    test_logits = baseline.predict(test)
     largest = scene_class_radius(test.scenes)  # (N, C) radius of the largest object of each class
     edges = [0.05, 0.08, 0.12, 0.18, 0.30]
     map_by_size = []
@@ -556,9 +587,10 @@ if hasattr(test, "scenes"):
 # * AP here is scikit-learn's non-interpolated AP over known labels; classes without positives
 #   are skipped; CF1 is the F1 of mean precision and recall. Other definitions (VOC-07
 #   interpolation, unknowns as negatives, empty classes as 0) move the numbers by several points.
-# * With the same training recipe, the missing labels of the `partial` setting cost more mAP than
-#   the wrong labels of the `noisy` one, and ignoring unknown labels starves the gradient in
-#   proportion to the known share.
+# * With the same training recipe, hiding most labels or flipping some costs measurable mAP,
+#   and ignoring unknown labels starves the gradient in proportion to the known share. On the
+#   embedded benchmark, with few labels the network falls to the level of a context lookup
+#   table.
 #
 # The next chapters take on each situation with the method of one paper.
 #

@@ -11,19 +11,20 @@ What makes it a test bed rather than a toy (design section 5):
 
 * label correlation: a context favours six classes and four class pairs co-occur
   (``COMPANIONS``), so co-occurrence graphs and label GNNs have something to find;
-* scale from about 3 % to 30 % of the image side, painter's-order occlusion, clutter
+* object radius from 5 % to 30 % of the image side, painter's-order occlusion, clutter
   strokes and blobs, pixel noise, colour and shape jitter;
 * confusable classes: each shape comes in two textures with the same preferred hue, and
   pairs of shapes (disk/hexagon, square/diamond, ...) share a hue;
-* single-object images (about a fifth) for single-label pools, distractor objects from six
+* single-object images (about a quarter) for single-label pools, distractor objects from six
   out-of-set classes, and an ``ood_fraction`` of images that hold only distractors;
 * per-object attributes (colour, pattern tone, size, texture), so an attribute task exists;
 * the full ground truth is kept: labels, attributes and every object's parameters.
 
-Scenes are sampled once, vectorised, from a seed (:meth:`ShapeScenes.__init__`); pixels are
-rendered on demand, for any index set, at any resolution from 32 to 448 px, on the CPU or
-the GPU (:func:`render_scenes`). Image ``i`` is the same whatever batch it is rendered in;
-geometry is resolution independent, so the same scene can be rendered at 32 and 448 px.
+Scenes are sampled once, vectorised, from a seed (:func:`sample_scenes`), in blocks of
+1024 with their own derived seeds, so the first k scenes are the same for any dataset size.
+Pixels are rendered on demand, for any index set, at any resolution from 32 to 448 px, on the
+CPU or the GPU (:func:`render_scenes`). Image ``i`` is the same whatever batch it is rendered
+in; geometry is resolution independent, so the same scene can be rendered at 32 and 448 px.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import torch
 from torch import Tensor
 
 from .._validate import check_fraction, make_generator
+from ..seeding import derive_seed
 
 __all__ = [
     "CLASSES",
@@ -194,7 +196,7 @@ class SceneTable:
         return SceneTable(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
 
     def to(self, device: torch.device | str) -> "SceneTable":
-        return SceneTable(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+        return SceneTable(**{f.name: getattr(self, f.name).to(device, non_blocking=True) for f in fields(self)})
 
 
 def _check_int(value: object, name: str, low: int | None = None, high: int | None = None) -> None:
@@ -253,13 +255,34 @@ def _hue_of(cls: Tensor, g: torch.Generator) -> Tensor:
     return torch.where(wild, torch.rand(cls.shape, generator=g), hue) % 1.0
 
 
+_BLOCK = 1024
+
+
 def sample_scenes(n: int, seed: int | torch.Generator, ood_fraction: float = 0.0) -> SceneTable:
-    """Sample the parameters of ``n`` scenes from ``seed`` (vectorised, on the CPU)."""
+    """Sample the parameters of ``n`` scenes (vectorised, on the CPU).
+
+    With an int ``seed``, scenes are drawn in blocks of 1024, block b from the derived seed
+    (seed, b): the first k scenes are then the same for every n >= k. A ``torch.Generator``
+    draws all n scenes from its stream in one go instead.
+    """
     _check_int(n, "n", low=0)
     check_fraction(ood_fraction, "ood_fraction")
-    g = make_generator(seed)
-    if n == 0:  # sample one scene and keep none: every field gets its shape
-        return sample_scenes(1, g, ood_fraction).select(torch.arange(0))
+    if isinstance(seed, torch.Generator):
+        return _sample_block(max(n, 1), seed, ood_fraction).select(torch.arange(n))
+    _check_int(seed, "seed")
+    blocks = [_sample_block(_BLOCK, torch.Generator().manual_seed(derive_seed(seed, b)), ood_fraction)
+              for b in range(max(1, -(-n // _BLOCK)))]
+    return _concat(blocks).select(torch.arange(n))
+
+
+def _concat(tables: list[SceneTable]) -> SceneTable:
+    if len(tables) == 1:
+        return tables[0]
+    return SceneTable(**{f.name: torch.cat([getattr(t, f.name) for t in tables]) for f in fields(SceneTable)})
+
+
+def _sample_block(n: int, g: torch.Generator, ood_fraction: float) -> SceneTable:
+    """``n`` scenes from the generator ``g``."""
     context = torch.randint(len(CONTEXTS), (n,), generator=g)
     ood = torch.rand(n, generator=g) < ood_fraction
     cls = _sample_objects(g, n, context, ood)
@@ -535,21 +558,45 @@ def _background(s: SceneTable, gx: Tensor, gy: Tensor) -> Tensor:
     return img
 
 
-def _objects(s: SceneTable, img: Tensor, gx: Tensor, gy: Tensor) -> Tensor:
+_SHAPE_OF = torch.tensor([SHAPES.index(c.shape) for c in _ALL_CLASSES])
+_TEXTURE_OF = torch.tensor([TEXTURES.index(c.texture) for c in _ALL_CLASSES])
+
+
+@dataclass
+class _SlotGroups:
+    """Which object slots to draw, grouped by shape and by texture. Computed on the CPU table
+    so the device never has to report sizes back (no host-device sync while rendering)."""
+
+    bi: Tensor  # (M,) scene of each present object
+    si: Tensor  # (M,) its slot
+    by_shape: list[tuple[str, Tensor]]  # shape name -> positions in (bi, si)
+    by_texture: list[tuple[str, Tensor]]
+
+    @classmethod
+    def of(cls, table: SceneTable) -> "_SlotGroups":
+        bi, si = (table.obj_class >= 0).nonzero(as_tuple=True)
+        c = table.obj_class[bi, si]
+        shape, texture = _SHAPE_OF[c], _TEXTURE_OF[c]
+        by_shape = [(name, (shape == k).nonzero()[:, 0]) for k, name in enumerate(SHAPES)]
+        by_texture = [(name, (texture == k).nonzero()[:, 0]) for k, name in enumerate(TEXTURES) if k > 0]
+        return cls(bi, si, [g for g in by_shape if len(g[1])], [g for g in by_texture if len(g[1])])
+
+    def to(self, device: torch.device) -> "_SlotGroups":
+        move = lambda t: t.to(device, non_blocking=True)  # noqa: E731
+        return _SlotGroups(move(self.bi), move(self.si), [(n, move(i)) for n, i in self.by_shape],
+                           [(n, move(i)) for n, i in self.by_texture])
+
+
+def _objects(s: SceneTable, groups: _SlotGroups, img: Tensor, gx: Tensor, gy: Tensor) -> Tensor:
     b, n_slots = s.obj_class.shape
     size = gx.shape[-1]
     pix = 1.0 / size
     cover = img.new_zeros(b, n_slots, size, size)
     pattern = img.new_zeros(b, n_slots, size, size)
     shade = img.new_zeros(b, n_slots, size, size)
-    shapes = torch.tensor([SHAPES.index(c.shape) for c in _ALL_CLASSES], device=img.device)
-    textures = torch.tensor([TEXTURES.index(c.texture) for c in _ALL_CLASSES], device=img.device)
-    present = s.obj_class >= 0
-    shape_id = torch.where(present, shapes[s.obj_class.clamp(min=0)], -1)
-    texture_id = torch.where(present, textures[s.obj_class.clamp(min=0)], -1)
-    # object-frame coordinates of every present slot, grouped so each shape's distance
-    # function and each texture runs once over all the objects that use it
-    bi, si = present.nonzero(as_tuple=True)
+    # object-frame coordinates of every present slot; each shape's distance function and
+    # each texture then runs once over all the objects that use it
+    bi, si = groups.bi, groups.si
     r = s.obj_radius[bi, si][:, None, None]
     ang = s.obj_angle[bi, si][:, None, None]
     asp = s.obj_aspect[bi, si][:, None, None]
@@ -559,18 +606,13 @@ def _objects(s: SceneTable, img: Tensor, gx: Tensor, gy: Tensor) -> Tensor:
     u = (ca * dx + sa * dy) / asp
     v = (-sa * dx + ca * dy) * asp
     pix_obj = (pix / r).expand_as(u)
-    obj_shape, obj_tex = shape_id[bi, si], texture_id[bi, si]
     dist = torch.empty_like(u)
-    for k, name in enumerate(SHAPES):
-        m = obj_shape == k
-        if m.any():
-            dist[m] = _sdf(name, u[m], v[m])
+    for name, idx in groups.by_shape:
+        dist[idx] = _sdf(name, u[idx], v[idx])
     tex = torch.zeros_like(u)
     phase = s.obj_phase[bi, si]
-    for k, name in enumerate(TEXTURES):
-        m = obj_tex == k
-        if k > 0 and m.any():
-            tex[m] = _texture(name, u[m], v[m], phase[m], pix_obj[m])
+    for name, idx in groups.by_texture:
+        tex[idx] = _texture(name, u[idx], v[idx], phase[idx], pix_obj[idx])
     cover[bi, si] = (0.5 - dist * r / (pix * torch.minimum(asp, 1 / asp))).clamp(0, 1)
     pattern[bi, si] = tex
     g = s.obj_shade[bi, si]
@@ -594,19 +636,24 @@ def render_scenes(scenes: SceneTable, image_size: int, device: torch.device | st
     """Render scenes to a uint8 tensor (N, 3, H, W) with H = W = ``image_size``.
 
     Rendering is deterministic: the same scene gives the same pixels in any batch. It runs
-    on ``device`` (default: where the table lives) in chunks that bound memory use.
+    on ``device`` (default: the CPU) in chunks that bound the memory of the intermediate
+    (chunk, slots, H, W) tensors: about 64 MB on the CPU, 1 GB on a GPU.
     """
     _check_int(image_size, "image_size (pixels)", 32, 448)
-    device = torch.device(device) if device is not None else scenes.uid.device
-    n = len(scenes)
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    table = scenes.to("cpu")
+    n = len(table)
     out = torch.empty(n, 3, image_size, image_size, dtype=torch.uint8, device=device)
-    if chunk is None:  # keep the (chunk, slots, H, W) intermediates near 64 MB
-        chunk = max(1, int(64e6 / (4 * (_SLOTS + _CLUTTER) * image_size**2)))
+    if chunk is None:
+        budget = 64e6 if device.type == "cpu" else 1e9
+        chunk = max(1, int(budget / (4 * (_SLOTS + _CLUTTER) * image_size**2)))
     gx, gy = _pixel_grid(image_size, device)
     for start in range(0, n, chunk):
-        s = scenes.select(torch.arange(start, min(n, start + chunk))).to(device)
+        part = table.select(torch.arange(start, min(n, start + chunk)))
+        groups = _SlotGroups.of(part).to(device)
+        s = part.to(device)
         img = _background(s, gx, gy)
-        img = _objects(s, img, gx, gy)
+        img = _objects(s, groups, img, gx, gy)
         contrast, bright = s.gain[:, 0, None, None, None], s.gain[:, 1, None, None, None]
         img = (img - 0.5) * contrast + 0.5 + bright
         img = img + s.noise_sigma[:, None, None, None] * _hash_noise(s.uid, image_size, image_size)
@@ -618,7 +665,8 @@ def render_scenes(scenes: SceneTable, image_size: int, device: torch.device | st
 # The dataset
 # --------------------------------------------------------------------------------------
 
-_SPLIT_OFFSETS = {"train": 0, "val": 1, "test": 2, "unlabeled": 3}
+_SPLITS = ("train", "val", "test", "unlabeled", "pretrain")
+_CACHE_LIMIT = 2**30  # "auto" caches a dataset whose images fit in 1 GiB
 
 
 class ShapeScenes(torch.utils.data.Dataset):
@@ -627,13 +675,15 @@ class ShapeScenes(torch.utils.data.Dataset):
     Args:
         n: number of images.
         image_size: side of the rendered square images, 32 to 448 pixels.
-        seed: the dataset seed; ``split`` derives a different stream from it, so the
-            train, val and test sets of one seed never share a scene.
-        split: "train", "val", "test" or "unlabeled".
+        seed: the dataset seed; each split draws from its own stream derived from it, so the
+            splits of one seed never share a scene.
+        split: "train", "val", "test", "unlabeled" or "pretrain" (a disjoint set for
+            pretraining backbones, the benchmark's stand-in for ImageNet).
         ood_fraction: share of images that hold only distractor objects (label vector
             all -1), for out-of-distribution unlabeled data.
-        cache: render every image once, on first access, and keep the uint8 tensor
-            (right for small quick-scale sets; leave off at full scale).
+        cache: keep the rendered images: True, False, or None ("auto": cache when they fit
+            in 1 GiB). The cache is rendered on the first device that asks for a batch and
+            kept there.
 
     ``labels`` (N, C) int8 in {-1, 1} and ``attributes`` are available without rendering.
     Items are ``(image uint8 (3, H, W), index)``; :meth:`load_batch` renders a batch on any
@@ -643,37 +693,41 @@ class ShapeScenes(torch.utils.data.Dataset):
     name = "shapescenes"
 
     def __init__(self, n: int, image_size: int = 64, seed: int = 0, split: str = "train",
-                 ood_fraction: float = 0.0, cache: bool = False) -> None:
-        if split not in _SPLIT_OFFSETS:
-            raise ValueError(f"split must be one of {sorted(_SPLIT_OFFSETS)}, got {split!r}")
+                 ood_fraction: float = 0.0, cache: bool | None = None) -> None:
+        if split not in _SPLITS:
+            raise ValueError(f"split must be one of {list(_SPLITS)}, got {split!r}")
         _check_int(n, "n", low=0)
         _check_int(seed, "seed")
         _check_int(image_size, "image_size (pixels)", 32, 448)
         self.n, self.image_size, self.seed, self.split = n, image_size, seed, split
-        self.scenes = sample_scenes(n, seed=seed * 4 + _SPLIT_OFFSETS[split] + 7919, ood_fraction=ood_fraction)
+        self.scenes = sample_scenes(n, seed=derive_seed(seed, _SPLITS.index(split), 0x5CE7E5),
+                                    ood_fraction=ood_fraction)
         self.labels = scene_labels(self.scenes)
         self.attributes = scene_attributes(self.scenes)
         self.classes = [c.name for c in CLASSES]
         self.attribute_names = list(ATTRIBUTES)
+        self.cache = cache if cache is not None else 3 * n * image_size**2 <= _CACHE_LIMIT
         self._cache: Tensor | None = None
-        self.cache = cache
 
     def __len__(self) -> int:
         return self.n
 
-    def images(self) -> Tensor:
-        """All images as one uint8 tensor (rendered once and kept when ``cache``)."""
-        if self._cache is not None:
-            return self._cache
-        imgs = render_scenes(self.scenes, self.image_size)
-        if self.cache:
-            self._cache = imgs
-        return imgs
+    def images(self, device: torch.device | str = "cpu") -> Tensor:
+        """All images as one uint8 tensor on ``device`` (from the cache when there is one)."""
+        device = torch.device(device)
+        if not self.cache:
+            return render_scenes(self.scenes, self.image_size, device=device)
+        if self._cache is None:
+            self._cache = render_scenes(self.scenes, self.image_size, device=device)
+        elif self._cache.device != device:  # the cache moves once, not every batch
+            self._cache = self._cache.to(device)
+        return self._cache
 
     def load_batch(self, index: Tensor, device: torch.device | str = "cpu") -> Tensor:
-        """uint8 images (B, 3, H, W) of the scenes ``index``, rendered on ``device``."""
+        """uint8 images (B, 3, H, W) of the scenes ``index``, on ``device``."""
         if self.cache:
-            return self.images()[index.cpu()].to(device, non_blocking=True)
+            images = self.images(device)
+            return images[index.to(images.device, non_blocking=True)]
         return render_scenes(self.scenes.select(index.cpu()), self.image_size, device=device)
 
     def __getitem__(self, i: int) -> tuple[Tensor, int]:

@@ -32,6 +32,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .. import metrics
+from .._validate import check_labels
 from ..config import TrainConfig
 from .batches import Batch, BatchLoader, Preprocess, epoch_order, flip_mask, split_batches
 from .checkpoint import atomic_save, atomic_write_text, load_checkpoint
@@ -145,7 +146,8 @@ class Trainer:
     def __init__(self, model: nn.Module, method: Method, train_set: torch.utils.data.Dataset,
                  train_labels: Tensor, config: TrainConfig, *, val_set: Any = None,
                  hooks: Sequence[Hook] = (), run_dir: str | Path | None = None, augment: str = "flip",
-                 num_workers: int = 0) -> None:
+                 num_workers: int = 0, run_config: dict[str, Any] | None = None) -> None:
+        check_labels(train_labels, "train_labels", values=True)  # once here, not in every loss call
         if train_labels.shape[0] != len(train_set):
             raise ValueError(f"train_labels has {train_labels.shape[0]} rows but the training set has "
                              f"{len(train_set)} images")
@@ -171,6 +173,8 @@ class Trainer:
         self.history: list[dict[str, float]] = []
         self.epoch = 0  # epochs completed
         self.global_step = 0
+        # what must match for a resume to continue the same run (see _check_resumable)
+        self.run_config = run_config
 
     # ---------------------------------------------------------------- autocast / RNG
     def autocast(self) -> contextlib.AbstractContextManager:
@@ -201,9 +205,11 @@ class Trainer:
             "history": self.history,
             "method": self.method.state_dict(),
             "hooks": [h.state_dict() for h in self.hooks],
+            "run_config": self.run_config,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._check_resumable(state.get("run_config"))
         self.module.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -216,6 +222,27 @@ class Trainer:
         for hook, hook_state in zip(self.hooks, state["hooks"]):
             hook.load_state_dict(hook_state)
 
+    # settings that may differ between a run and its resumption
+    _RESUME_FREE = {("train", "epochs"), ("train", "device"), ("train", "progress"), ("train", "checkpoint"),
+                    ("train", "eval_batch_size"), ("data", "num_workers"), ("data", "cache")}
+
+    def _check_resumable(self, saved: dict[str, Any] | None) -> None:
+        """Refuse to resume a checkpoint written under a different config: the result would
+        silently mix two runs."""
+        if saved is None or self.run_config is None:
+            return
+        diffs = []
+        for section in sorted(set(saved) | set(self.run_config)):
+            a, b = saved.get(section), self.run_config.get(section)
+            if isinstance(a, dict) and isinstance(b, dict):
+                diffs += [f"{section}.{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b))
+                          if a.get(k) != b.get(k) and (section, k) not in self._RESUME_FREE]
+            elif a != b:
+                diffs.append(f"{section}: {a!r} -> {b!r}")
+        if diffs:
+            raise ValueError(f"cannot resume {self.checkpoint_path}: it was written with a different config ("
+                             + "; ".join(diffs[:6]) + "). Start a new run (another name or output_dir).")
+
     @property
     def checkpoint_path(self) -> Path | None:
         return self.run_dir / CHECKPOINT if self.run_dir is not None else None
@@ -224,11 +251,13 @@ class Trainer:
     def fit(self, resume: bool = False) -> list[dict[str, float]]:
         """Train for ``config.epochs`` epochs (the remaining ones when resuming)."""
         path = self.checkpoint_path
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            torch.manual_seed(derive_seed(self.config.seed, 2**31 - 1))
+            for hook in self.hooks:  # before restoring, so a resume restores over it
+                hook.on_fit_start(self)
         if resume and path is not None and path.is_file():
             self.load_state_dict(load_checkpoint(path, map_location=self.device))
             log.info("resumed from %s after epoch %d", path, self.epoch)
-        for hook in self.hooks:
-            hook.on_fit_start(self)
         total = self.config.epochs * self.steps_per_epoch
         bar = tqdm(total=total, initial=self.epoch * self.steps_per_epoch, desc="train", leave=False,
                    disable=not progress_enabled(self.config.progress), dynamic_ncols=True)
@@ -241,38 +270,46 @@ class Trainer:
 
     def _run_epoch(self, epoch: int, bar: tqdm) -> None:
         start = time.perf_counter()
+        # everything an epoch does, hooks and evaluation included, draws from (seed, epoch)
         with self._epoch_rng(epoch):
             for hook in self.hooks:
                 hook.on_epoch_start(self, epoch)
             mean_loss = self._train_steps(epoch, bar)
-        seconds = time.perf_counter() - start
-        record = {"epoch": epoch + 1, "step": self.global_step, "lr": self.optimizer.param_groups[0]["lr"],
-                  "train_loss": mean_loss, "seconds": seconds,
-                  "images_per_s": self.steps_per_epoch * self.config.batch_size / max(seconds, 1e-9)}
-        every = self.config.eval_every
-        if self.val_set is not None and every > 0 and (epoch + 1) % every == 0:
-            record.update({f"val_{k}": v for k, v in self.evaluate(self.val_set).items()})
-        for hook in self.hooks:
-            hook.on_epoch_end(self, epoch, record)
+            seconds = time.perf_counter() - start
+            record = {"epoch": epoch + 1, "step": self.global_step, "lr": self.optimizer.param_groups[0]["lr"],
+                      "train_loss": mean_loss, "seconds": seconds,
+                      "images_per_s": self.steps_per_epoch * self.config.batch_size / max(seconds, 1e-9)}
+            every = self.config.eval_every
+            if self.val_set is not None and every > 0 and (epoch + 1) % every == 0:
+                record.update({f"val_{k}": v for k, v in self.evaluate(self.val_set).items()})
+            for hook in self.hooks:
+                hook.on_epoch_end(self, epoch, record)
         self.history.append(record)
         self.epoch = epoch + 1
         log.info("epoch %d/%d  loss %.4f  %.1fs", epoch + 1, self.config.epochs, mean_loss, seconds)
         if self.run_dir is not None:
             self._write_history()
             if self.config.checkpoint:
+                first = not self.checkpoint_path.exists()
                 atomic_save(self.state_dict(), self.checkpoint_path)
+                if first:  # state that cannot be read back with weights_only=True fails now, not at resume
+                    load_checkpoint(self.checkpoint_path)
 
     def _train_steps(self, epoch: int, bar: tqdm) -> float:
         cfg = self.config
         self.model.train()
         order = epoch_order(len(self.train_set), cfg.seed, epoch)
         batches = split_batches(order, cfg.batch_size, drop_last=True)
+        # one host-to-device copy per epoch for the indices and flips of all its batches
+        device_index = torch.cat(batches).to(self.device, non_blocking=True).split([len(b) for b in batches])
+        flips = [flip_mask(len(b), cfg.seed, epoch, step) for step, b in enumerate(batches)]
+        device_flips = (torch.cat(flips).to(self.device, non_blocking=True).split([len(b) for b in batches])
+                        if self.augment == "flip" and flips else [None] * len(batches))
         losses: list[Tensor] = []
         checked = 0  # losses[:checked] are known to be finite
         check_every = 1 if self.device.type == "cpu" else 50  # a sync per step is free on the CPU only
         for step, (images, index) in enumerate(self.loader(batches)):
-            flip = flip_mask(len(index), cfg.seed, epoch, step) if self.augment == "flip" else None
-            batch = Batch(self.preprocess(images, flip), self.train_labels[index.to(self.device)], index)
+            batch = Batch(self.preprocess(images, device_flips[step]), self.train_labels[device_index[step]], index)
             with self.autocast():
                 loss, logits = self.method.training_loss(self, batch)
             self.optimizer.zero_grad(set_to_none=True)

@@ -13,13 +13,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..seeding import derive_seed
+
 __all__ = ["derive_seed", "resolve_device", "environment_report", "progress_enabled"]
-
-
-def derive_seed(*parts: int) -> int:
-    """A 63-bit seed mixed from integers (e.g. run seed and epoch), via numpy's SeedSequence,
-    so that nearby inputs give unrelated streams."""
-    return int(np.random.SeedSequence([int(p) & 0xFFFFFFFF for p in parts]).generate_state(2, np.uint64)[0]) >> 1
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -69,13 +65,26 @@ def environment_report(device: torch.device | None = None) -> dict[str, Any]:
     return report
 
 
+_BATCH_RUNNERS = ("papermill", "nbclient", "nbconvert", "pytest", "jupyter-book", "jb ")
+
+
+def _kernel_parent_is_batch_runner() -> bool:
+    """Whether this Jupyter kernel was started by a batch runner (papermill, nbval under
+    pytest, nbconvert) rather than by JupyterLab: read from the parent process's command
+    line where the platform exposes it (Linux); elsewhere assume an interactive session."""
+    try:
+        cmdline = Path(f"/proc/{os.getppid()}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="ignore")
+    except OSError:
+        return False
+    return any(runner in cmdline for runner in _BATCH_RUNNERS)
+
+
 def progress_enabled(requested: bool | None = None) -> bool:
     """Whether to draw progress bars.
 
-    An explicit True/False wins. Otherwise bars are off when ``MLROBUST_PROGRESS=0`` or
-    ``CI`` is set (the Makefile sets the former for papermill and nbval, so executed
-    notebooks carry no widget or stderr noise), and on when stderr is a terminal or the code
-    runs in a Jupyter kernel.
+    An explicit True/False wins, then ``MLROBUST_PROGRESS`` (0/1). Otherwise bars are off in
+    CI (``CI`` set) and in notebooks executed by papermill, nbval or nbconvert (so executed
+    notebooks carry no widget or stderr noise), and on in a terminal or in JupyterLab.
     """
     if requested is not None:
         return bool(requested)
@@ -85,5 +94,5 @@ def progress_enabled(requested: bool | None = None) -> bool:
     if os.environ.get("CI"):
         return False
     if "ipykernel" in sys.modules:
-        return True
+        return not _kernel_parent_is_batch_runner()
     return sys.stderr.isatty()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from torch import Tensor, nn
 
 from .backbones import BACKBONES, SmallCNN, create_backbone, load_backbone_weights, register_backbone
@@ -17,7 +18,11 @@ __all__ = [
 
 
 class MultiLabelNet(nn.Module):
-    """backbone -> feature map -> head -> logits (B, C)."""
+    """backbone -> feature map -> head -> logits (B, C).
+
+    The head always runs in float32, outside any autocast region: under bf16 autocast the
+    backbone's features are cast up first, so logits keep full precision (bf16 logits would
+    create ties that change average precision)."""
 
     def __init__(self, backbone: nn.Module, head: nn.Module) -> None:
         super().__init__()
@@ -29,7 +34,9 @@ class MultiLabelNet(nn.Module):
         return self.backbone(x)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.backbone(x))
+        features = self.backbone(x)
+        with torch.autocast(features.device.type, enabled=False):
+            return self.head(features.float())
 
 
 def create_model(backbone: str, num_classes: int, *, head: str = "gap", weights: str | Path | None = None,

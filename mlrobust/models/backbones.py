@@ -12,6 +12,7 @@ Weights are never downloaded: a backbone starts from random initialisation unles
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -67,7 +68,10 @@ def cnn_m(in_chans: int = 3) -> nn.Module:
 
 
 class TimmBackbone(nn.Module):
-    """A timm model without its classifier and pooling: ``forward`` returns its feature map."""
+    """A timm model without its classifier and pooling: ``forward`` returns its feature map
+    (B, D, h, w). Transformers' token sequences (B, N, D) are folded back into their patch
+    grid (prefix tokens such as [CLS] dropped) and channels-last maps (Swin) are permuted,
+    so every head sees the same layout."""
 
     def __init__(self, name: str, in_chans: int = 3, **kwargs: object) -> None:
         super().__init__()
@@ -75,9 +79,22 @@ class TimmBackbone(nn.Module):
         self.model = timm.create_model(name, pretrained=False, num_classes=0, global_pool="",
                                        in_chans=in_chans, **kwargs)
         self.num_features = self.model.num_features
+        self.output_fmt = str(getattr(self.model, "output_fmt", "NCHW"))
+        self.num_prefix_tokens = int(getattr(self.model, "num_prefix_tokens", 0))
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.model.forward_features(x)
+        f = self.model.forward_features(x)
+        if f.dim() == 4:
+            return f.permute(0, 3, 1, 2) if self.output_fmt == "NHWC" else f
+        if f.dim() == 3:
+            tokens = f[:, self.num_prefix_tokens:]
+            side = math.isqrt(tokens.shape[1])
+            if side * side != tokens.shape[1]:
+                raise ValueError(f"backbone {self.name!r} returned {tokens.shape[1]} patch tokens, "
+                                 "not a square grid: use a model with a square patch grid")
+            return tokens.transpose(1, 2).reshape(f.shape[0], f.shape[2], side, side)
+        raise ValueError(f"backbone {self.name!r} returned features of shape {tuple(f.shape)}; "
+                         "expected (B, D, h, w), (B, h, w, D) or (B, N, D)")
 
 
 def create_backbone(name: str, *, weights: str | Path | None = None, in_chans: int = 3,
@@ -147,7 +164,8 @@ def load_backbone_weights(model: nn.Module, path: str | Path) -> None:
         state = {k if k.startswith("model.") else f"model.{k}": v for k, v in state.items()}
     classifier = _classifier_prefixes(model)
     matched = {k: v for k, v in state.items() if k in own}
-    missing = sorted(set(own) - set(matched))
+    # BatchNorm's step counters only matter with momentum=None; many exports leave them out
+    missing = sorted(k for k in set(own) - set(matched) if not k.endswith("num_batches_tracked"))
     unexpected = sorted(k for k in set(state) - set(own) if not k.startswith(classifier))
     wrong_shape = sorted(k for k, v in matched.items() if v.shape != own[k].shape)
     if missing or unexpected or wrong_shape:
@@ -160,4 +178,4 @@ def load_backbone_weights(model: nn.Module, path: str | Path) -> None:
             parts.append("shape mismatch for " + ", ".join(
                 f"{k}: file {tuple(matched[k].shape)} vs model {tuple(own[k].shape)}" for k in wrong_shape[:5]))
         raise ValueError(f"weights in {path} do not fit this backbone: " + "; ".join(parts))
-    model.load_state_dict(matched, strict=True)
+    model.load_state_dict(matched, strict=False)  # every other key was checked above
