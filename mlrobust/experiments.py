@@ -24,19 +24,19 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from . import labels as label_protocols
 from . import losses
-from .config import ConfigError, DataConfig, ExperimentConfig
+from .config import ConfigError, DataConfig, ExperimentConfig, TrainConfig
 from .data import DataSplits, build_dataset
 from .engine import Method, SupervisedMethod, Trainer, environment_report
-from .engine.checkpoint import atomic_write_text, load_checkpoint
-from .models import create_model
+from .engine.checkpoint import atomic_save, atomic_write_text, load_checkpoint
+from .models import MultiLabelNet, create_backbone, create_head, create_model, create_refine
 from .registry import Registry
 
 __all__ = ["PROTOCOLS", "METHODS", "register_protocol", "register_method", "build_data",
-           "observed_labels", "build_method", "run_experiment", "RunResult"]
+           "observed_labels", "build_model", "build_method", "pretrain_backbone", "run_experiment", "RunResult"]
 
 log = logging.getLogger("mlrobust")
 
@@ -76,10 +76,29 @@ def _supervised(cfg: ExperimentConfig, splits: DataSplits) -> Method:
     return SupervisedMethod(losses.get_loss(cfg.loss.name, **cfg.loss.args))
 
 
+def _curriculum(cfg: ExperimentConfig, splits: DataSplits) -> Method:
+    """Durand et al. 2019, Algorithm 1: the configured loss plus curriculum relabeling.
+    method_args: strategy, theta, at (fractions of training, default 0.45 and 0.7),
+    passes (MC-dropout passes), batch_size (the mini-batch of strategy [b])."""
+    from .methods.durand import CurriculumRelabeling, relabel_epochs
+
+    args = dict(cfg.method_args)
+    valid = {"strategy", "theta", "at", "passes", "batch_size"}
+    unknown = sorted(set(args) - valid)
+    if unknown or "strategy" not in args or "theta" not in args:
+        raise ConfigError(f"method 'curriculum' needs method_args strategy and theta; got {sorted(args)}, "
+                          f"valid: {sorted(valid)}")
+    hook = CurriculumRelabeling(args["strategy"], args["theta"], relabel_epochs(cfg.train.epochs, args.get("at", (0.45, 0.7))),
+                                truth=splits.train.labels if (splits.train.labels != 0).all() else None,
+                                passes=args.get("passes", 20), batch_size=args.get("batch_size", cfg.train.batch_size))
+    return SupervisedMethod(losses.get_loss(cfg.loss.name, **cfg.loss.args), hooks=[hook])
+
+
 METHODS: Registry[MethodFactory] = Registry("method")
 #: ``register_method(name, factory)`` adds a method ``factory(cfg, splits) -> Method``
 register_method = METHODS.register
 register_method("supervised", _supervised)
+register_method("curriculum", _curriculum)
 
 
 def build_data(cfg: DataConfig) -> DataSplits:
@@ -103,6 +122,49 @@ def observed_labels(y: Tensor, cfg: DataConfig) -> Tensor:
     if unknown:
         raise ConfigError(f"data.protocol_args {unknown} not accepted by protocol {cfg.protocol!r}; valid: {valid}")
     return fn(y, seed=cfg.protocol_seed, **cfg.protocol_args)
+
+
+def build_model(cfg: ExperimentConfig, splits: DataSplits) -> MultiLabelNet:
+    """The network of a config. On precomputed feature maps (``model.backbone="features"``)
+    the backbone is the identity and only the head (and GNN) are trained."""
+    on_features = getattr(splits.train, "kind", "images") == "features"
+    if on_features != (cfg.model.backbone == "features"):
+        raise ConfigError("model.backbone must be 'features' exactly when the data are precomputed feature maps; "
+                          f"got backbone {cfg.model.backbone!r} with {'feature maps' if on_features else 'images'}")
+    if not on_features:
+        return create_model(cfg.model.backbone, len(splits.classes), head=cfg.model.head,
+                            weights=cfg.model.weights, gnn_steps=cfg.model.gnn_steps, **cfg.model.head_args)
+    head = create_head(cfg.model.head, splits.train.num_features, len(splits.classes), **cfg.model.head_args)
+    return MultiLabelNet(nn.Identity(), head, create_refine(len(splits.classes), cfg.model.gnn_steps))
+
+
+def pretrain_backbone(backbone: str = "cnn_s", *, image_size: int = 32, n: int = 6000, epochs: int = 6,
+                      seed: int = 0, device: str = "auto", cache_dir: str | Path | None = None) -> nn.Module:
+    """A backbone pretrained on the embedded benchmark's attribute task (colour, pattern
+    tone, size, texture of the main object) on the disjoint "pretrain" split: the
+    benchmark's stand-in for ImageNet pretraining, a different label set than the classes.
+
+    With ``cache_dir`` the weights are saved there and reused (training is deterministic,
+    so the cache holds exactly what a new run would produce).
+    """
+    from .data import ShapeScenes
+
+    name = f"pretrained-{backbone}-attributes-{image_size}px-{n}-{epochs}ep-seed{seed}.pt"
+    path = Path(cache_dir) / name if cache_dir is not None else None
+    if path is not None and path.is_file():
+        net = create_backbone(backbone)
+        net.load_state_dict(load_checkpoint(path))
+        return net
+    data = ShapeScenes(n, image_size=image_size, seed=seed, split="pretrain")
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = create_model(backbone, data.attributes.shape[1])
+    cfg = TrainConfig(epochs=epochs, seed=seed, device=device, progress=False, checkpoint=False)
+    Trainer(model, SupervisedMethod(losses.bce), data, data.attributes, cfg).fit()
+    net = model.backbone.cpu()
+    if path is not None:
+        atomic_save(net.state_dict(), path)
+    return net
 
 
 def build_method(cfg: ExperimentConfig, splits: DataSplits) -> Method:
@@ -135,8 +197,7 @@ def run_experiment(cfg: ExperimentConfig, *, data: DataSplits | None = None, res
     y_obs = observed_labels(splits.train.labels, cfg.data)
     with torch.random.fork_rng():
         torch.manual_seed(cfg.train.seed)  # model initialisation
-        model = create_model(cfg.model.backbone, len(splits.classes), head=cfg.model.head,
-                             weights=cfg.model.weights, **cfg.model.head_args)
+        model = build_model(cfg, splits)
         method = build_method(cfg, splits)
     trainer = Trainer(model, method, splits.train, y_obs, cfg.train, val_set=splits.val, hooks=hooks,
                       run_dir=run_dir, augment=cfg.data.augment, num_workers=cfg.data.num_workers,

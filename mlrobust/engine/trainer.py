@@ -97,8 +97,12 @@ class SupervisedMethod(Method):
 
     name = "supervised"
 
-    def __init__(self, criterion: Callable[[Tensor, Tensor], Tensor]) -> None:
+    def __init__(self, criterion: Callable[[Tensor, Tensor], Tensor], hooks: Sequence[Hook] = ()) -> None:
         self.criterion = criterion
+        self._hooks = list(hooks)
+
+    def hooks(self) -> list[Hook]:
+        return self._hooks
 
     def training_loss(self, trainer: Trainer, batch: Batch) -> tuple[Tensor, Tensor]:
         logits = trainer.model(batch.images)
@@ -166,7 +170,12 @@ class Trainer:
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.augment = augment
         self.loader = BatchLoader(train_set, self.device, num_workers)
-        self.preprocess = Preprocess(self.device, channels_last=self.device.type == "cuda" and config.channels_last)
+        if getattr(train_set, "kind", "images") == "features":
+            # precomputed feature maps go to the head as they are
+            self.preprocess = lambda x, flip=None: x
+            self.augment = "none"
+        else:
+            self.preprocess = Preprocess(self.device, channels_last=self.device.type == "cuda" and config.channels_last)
         self.steps_per_epoch = len(split_batches(torch.arange(len(train_set)), config.batch_size, drop_last=True))
         self.optimizer = build_optimizer(self.module, config)
         self.scheduler = build_schedule(self.optimizer, config, self.steps_per_epoch)

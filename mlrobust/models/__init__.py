@@ -8,26 +8,29 @@ import torch
 from torch import Tensor, nn
 
 from .backbones import BACKBONES, SmallCNN, create_backbone, load_backbone_weights, register_backbone
-from .heads import HEADS, POOLINGS, ClassMapHead, GAPHead, create_head, register_pooling
+from .gnn import LabelGNN
+from .heads import HEADS, POOLINGS, ClassMapHead, GAPHead, WeldonPooling, create_head, register_pooling
 
 __all__ = [
-    "MultiLabelNet", "create_model", "create_backbone", "create_head", "load_backbone_weights",
+    "MultiLabelNet", "create_model", "create_refine", "create_backbone", "create_head", "load_backbone_weights",
     "register_backbone", "register_pooling", "BACKBONES", "HEADS", "POOLINGS", "SmallCNN",
-    "GAPHead", "ClassMapHead",
+    "GAPHead", "ClassMapHead", "WeldonPooling", "LabelGNN",
 ]
 
 
 class MultiLabelNet(nn.Module):
-    """backbone -> feature map -> head -> logits (B, C).
+    """backbone -> feature map -> head -> logits (B, C) [-> refine -> logits (B, C)].
 
-    The head always runs in float32, outside any autocast region: under bf16 autocast the
-    backbone's features are cast up first, so logits keep full precision (bf16 logits would
-    create ties that change average precision)."""
+    ``refine`` is an optional module on the logits, such as the label GNN of Durand et al.
+    The head and ``refine`` always run in float32, outside any autocast region: under bf16
+    autocast the backbone's features are cast up first, so logits keep full precision (bf16
+    logits would create ties that change average precision)."""
 
-    def __init__(self, backbone: nn.Module, head: nn.Module) -> None:
+    def __init__(self, backbone: nn.Module, head: nn.Module, refine: nn.Module | None = None) -> None:
         super().__init__()
         self.backbone = backbone
         self.head = head
+        self.refine = refine
 
     def features(self, x: Tensor) -> Tensor:
         """The backbone's feature map (B, D, h, w)."""
@@ -36,11 +39,21 @@ class MultiLabelNet(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         features = self.backbone(x)
         with torch.autocast(features.device.type, enabled=False):
-            return self.head(features.float())
+            logits = self.head(features.float())
+            return self.refine(logits) if self.refine is not None else logits
 
 
 def create_model(backbone: str, num_classes: int, *, head: str = "gap", weights: str | Path | None = None,
-                 in_chans: int = 3, **head_args: object) -> MultiLabelNet:
-    """A multi-label network: ``create_backbone(backbone, weights=...)`` plus a head."""
+                 in_chans: int = 3, gnn_steps: int = 0, **head_args: object) -> MultiLabelNet:
+    """A multi-label network: ``create_backbone(backbone, weights=...)`` plus a head, plus
+    the label GNN of Durand et al. 2019 on the logits when ``gnn_steps > 0``."""
     body = create_backbone(backbone, weights=weights, in_chans=in_chans)
-    return MultiLabelNet(body, create_head(head, body.num_features, num_classes, **head_args))
+    return MultiLabelNet(body, create_head(head, body.num_features, num_classes, **head_args),
+                         create_refine(num_classes, gnn_steps))
+
+
+def create_refine(num_classes: int, gnn_steps: int = 0) -> nn.Module | None:
+    """The label GNN (``gnn_steps`` > 0) or nothing."""
+    if gnn_steps <= 0:
+        return None
+    return LabelGNN(num_classes, steps=gnn_steps)

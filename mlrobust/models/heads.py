@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from ..registry import Registry
 
-__all__ = ["GAPHead", "ClassMapHead", "POOLINGS", "register_pooling", "HEADS", "create_head"]
+__all__ = ["GAPHead", "ClassMapHead", "WeldonPooling", "POOLINGS", "register_pooling", "HEADS", "create_head"]
 
 POOLINGS: Registry[Callable[..., nn.Module]] = Registry("pooling")
 #: ``@register_pooling("name")`` adds a module class mapping (B, C, h, w) class maps to (B, C) scores
@@ -38,6 +38,38 @@ class MaxPool(nn.Module):
 
     def forward(self, maps: Tensor) -> Tensor:
         return maps.amax(dim=(2, 3))
+
+
+def _region_count(k: float, regions: int) -> int:
+    """k as a fraction of the regions (0 < k < 1) or as a count (k >= 1); at least 1."""
+    return max(1, min(regions, round(k * regions) if k < 1 else int(k)))
+
+
+@register_pooling("weldon")
+class WeldonPooling(nn.Module):
+    """WELDON pooling of class maps (Durand, Thome & Cord, CVPR 2016), as in ResNet-WELDON.
+
+    The score of class c is the mean of its k+ highest regions plus the mean of its k-
+    lowest regions of the class map A_c: the top regions carry the evidence for the class,
+    the bottom regions the evidence against it. Durand et al. 2019 use k+ = k- = 0.1 of the
+    regions (supplementary A.2).
+    """
+
+    def __init__(self, k_pos: float = 0.1, k_neg: float = 0.1) -> None:
+        super().__init__()
+        if k_pos <= 0 or k_neg < 0:
+            raise ValueError(f"k_pos must be > 0 and k_neg >= 0, got k_pos={k_pos}, k_neg={k_neg}")
+        self.k_pos, self.k_neg = k_pos, k_neg
+
+    def forward(self, maps: Tensor) -> Tensor:
+        flat = maps.flatten(2)  # (B, C, regions)
+        regions = flat.shape[-1]
+        k_pos = _region_count(self.k_pos, regions)
+        score = flat.topk(k_pos, dim=-1).values.mean(-1)
+        if self.k_neg > 0:
+            k_neg = _region_count(self.k_neg, regions)
+            score = score + flat.topk(k_neg, dim=-1, largest=False).values.mean(-1)
+        return score
 
 
 class GAPHead(nn.Module):
