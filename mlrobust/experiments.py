@@ -36,7 +36,7 @@ from .models import MultiLabelNet, create_backbone, create_head, create_model, c
 from .registry import Registry
 
 __all__ = ["PROTOCOLS", "METHODS", "register_protocol", "register_method", "build_data",
-           "observed_labels", "build_model", "build_method", "pretrain_backbone", "run_experiment", "RunResult"]
+           "observed_labels", "build_model", "build_method", "pretrain_backbone", "pretrained_path", "run_experiment", "RunResult"]
 
 log = logging.getLogger("mlrobust")
 
@@ -149,8 +149,8 @@ def pretrain_backbone(backbone: str = "cnn_s", *, image_size: int = 32, n: int =
     """
     from .data import ShapeScenes
 
-    name = f"pretrained-{backbone}-attributes-{image_size}px-{n}-{epochs}ep-seed{seed}.pt"
-    path = Path(cache_dir) / name if cache_dir is not None else None
+    path = pretrained_path(cache_dir, backbone, image_size=image_size, n=n, epochs=epochs, seed=seed) \
+        if cache_dir is not None else None
     if path is not None and path.is_file():
         net = create_backbone(backbone)
         net.load_state_dict(load_checkpoint(path))
@@ -165,6 +165,13 @@ def pretrain_backbone(backbone: str = "cnn_s", *, image_size: int = 32, n: int =
     if path is not None:
         atomic_save(net.state_dict(), path)
     return net
+
+
+def pretrained_path(cache_dir: str | Path, backbone: str = "cnn_s", *, image_size: int = 32, n: int = 6000,
+                    epochs: int = 6, seed: int = 0) -> Path:
+    """Where :func:`pretrain_backbone` keeps the weights of these settings (usable as
+    ``model.weights`` to fine-tune from them)."""
+    return Path(cache_dir) / f"pretrained-{backbone}-attributes-{image_size}px-{n}-{epochs}ep-seed{seed}.pt"
 
 
 def build_method(cfg: ExperimentConfig, splits: DataSplits) -> Method:
