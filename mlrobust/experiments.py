@@ -195,17 +195,20 @@ class RunResult:
 
 
 def run_experiment(cfg: ExperimentConfig, *, data: DataSplits | None = None, resume: bool = False,
-                   write: bool = True, hooks: tuple = ()) -> RunResult:
+                   write: bool = True, hooks: tuple = (), method: Method | None = None,
+                   train_labels: Tensor | None = None) -> RunResult:
     """Run one experiment end to end. Pass ``data`` to reuse already built splits (a
-    chapter building the benchmark once for many runs)."""
+    chapter building the benchmark once for many runs), ``method`` for a method built in
+    Python from objects a config cannot hold (an estimated corruption matrix), and
+    ``train_labels`` for observed labels made outside the config's protocol."""
     splits = data if data is not None else build_data(cfg.data)
     run_dir = cfg.run_dir if write else None
     # build and check everything before the run folder is touched: a bad config leaves nothing
-    y_obs = observed_labels(splits.train.labels, cfg.data)
+    y_obs = observed_labels(splits.train.labels, cfg.data) if train_labels is None else train_labels
     with torch.random.fork_rng():
         torch.manual_seed(cfg.train.seed)  # model initialisation
         model = build_model(cfg, splits)
-        method = build_method(cfg, splits)
+        method = build_method(cfg, splits) if method is None else method
     trainer = Trainer(model, method, splits.train, y_obs, cfg.train, val_set=splits.val, hooks=hooks,
                       run_dir=run_dir, augment=cfg.data.augment, num_workers=cfg.data.num_workers,
                       run_config=cfg.to_dict())

@@ -24,7 +24,7 @@ from .._validate import check_labels
 from ..registry import Registry
 from .shapescenes import ShapeScenes
 
-__all__ = ["LabelledDataset", "DATASETS", "register_dataset", "build_dataset", "DataSplits", "TensorImages"]
+__all__ = ["LabelledDataset", "DATASETS", "register_dataset", "build_dataset", "DataSplits", "TensorImages", "Subset"]
 
 
 @runtime_checkable
@@ -75,6 +75,32 @@ class TensorImages(torch.utils.data.Dataset):
 
     def load_batch(self, index: Tensor, device: torch.device | str = "cpu") -> Tensor:
         return self.images[index.cpu()].to(device, non_blocking=True)
+
+
+class Subset(torch.utils.data.Dataset):
+    """The images ``index`` of a dataset, with their labels (or ``labels`` given instead),
+    keeping the fast ``load_batch`` path and the kind (images or feature maps)."""
+
+    def __init__(self, base: Any, index: Tensor, labels: Tensor | None = None) -> None:
+        self.base, self.index = base, index.long().cpu()
+        self.labels = (base.labels[self.index] if labels is None else labels).to(torch.int8)
+        if self.labels.shape[0] != len(self.index):
+            raise ValueError(f"{len(self.index)} images but {self.labels.shape[0]} label rows")
+        self.classes = list(base.classes)
+        self.kind = getattr(base, "kind", "images")
+        if hasattr(base, "num_features"):
+            self.num_features = base.num_features
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int) -> tuple[Tensor, int]:
+        return self.base[int(self.index[i])][0], i
+
+    def load_batch(self, index: Tensor, device: torch.device | str = "cpu") -> Tensor:
+        if hasattr(self.base, "load_batch"):
+            return self.base.load_batch(self.index[index.cpu()], device)
+        return torch.stack([self.base[int(i)][0] for i in self.index[index.cpu()]]).to(device)
 
 
 @dataclass
