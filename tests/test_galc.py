@@ -127,6 +127,7 @@ def test_single_label_cap_per_class() -> None:
     full = torch.bincount(pene_split(y, 0.1, seed=0).single_class, minlength=24)
     assert torch.equal(counts, full.clamp(max=10))
     assert set(capped.single.tolist()) <= set(pene_split(y, 0.1, seed=0).single.tolist())
+    assert torch.equal(capped.gold, pene_split(y, 0.1, seed=0).gold)  # the cap changes the pool only
     with pytest.raises(ValueError, match="single_cap"):
         pene_split(y, 0.1, seed=0, single_cap=0)
     with pytest.raises(ValueError, match="gold_fraction"):

@@ -52,7 +52,8 @@ def pene_split(y: Tensor, gold_fraction: float, seed: int | torch.Generator,
     Images with exactly one positive form the single-label pool (optionally at most
     ``single_cap`` per class, drawn at random: their L50 / L10); images without a positive
     are dropped; a random ``gold_fraction`` of the images with two or more labels is the
-    gold set, the rest the silver set.
+    gold set, the rest the silver set. The gold and silver sets depend on the seed only, not
+    on the cap.
     """
     check_labels(y, "y", allow_unknown=False)
     check_fraction(gold_fraction, "gold_fraction")
@@ -63,6 +64,9 @@ def pene_split(y: Tensor, gold_fraction: float, seed: int | torch.Generator,
     single = torch.nonzero(positives == 1)[:, 0]
     multi = torch.nonzero(positives >= 2)[:, 0]
     single_class = (y[single] == 1).int().argmax(1)
+    # the gold draw comes first, so a cap on the single-label pool leaves gold and silver as they are
+    shuffled = multi[torch.randperm(len(multi), generator=g)]
+    n_gold = round(gold_fraction * len(multi))
     if single_cap is not None:
         # random order, then keep the first `single_cap` images of each class
         order = torch.randperm(len(single), generator=g)
@@ -73,8 +77,6 @@ def pene_split(y: Tensor, gold_fraction: float, seed: int | torch.Generator,
         rank[by_class] = torch.arange(len(by_class)) - starts
         keep = order[rank < single_cap].sort().values
         single, single_class = single[keep], single_class[keep]
-    shuffled = multi[torch.randperm(len(multi), generator=g)]
-    n_gold = round(gold_fraction * len(multi))
     return PeneSplit(single=single, gold=shuffled[:n_gold].sort().values, silver=shuffled[n_gold:].sort().values,
                      single_class=single_class)
 
@@ -153,7 +155,8 @@ def galc_slr_corruption(sig_probs: Tensor, noisy_labels: Tensor, single_softmax_
 def corrected_probabilities(logits: Tensor, c_hat: Tensor) -> Tensor:
     """Ĉᵀσ(g(x)) for a batch: (B, K) with q_j = sum_i Ĉ_ij σ(x_i), the probability that
     the *noisy* label j is present given the clean probabilities (forward correction)."""
-    return torch.sigmoid(logits.float()) @ c_hat.to(device=logits.device, dtype=torch.float32)
+    dtype = torch.promote_types(logits.dtype, torch.float32)
+    return torch.sigmoid(logits.to(dtype)) @ c_hat.to(device=logits.device, dtype=dtype)
 
 
 # --------------------------------------------------------------------------- the gold classifier
@@ -233,14 +236,15 @@ def _probabilities(trainer: Any, dataset: Any) -> tuple[Tensor, Tensor]:
 
 def galc_pipeline(cfg: Any, train: Any, test: Any, split: PeneSplit, silver_labels: Tensor, *,
                   estimator: str = "galc_slr", c_true: Tensor | None = None, correction: str = "clamp",
-                  val: Any = None, write: bool = False) -> GalcResult:
+                  val: Any = None, write: bool = False, silver_result: Any = None) -> GalcResult:
     """The three steps of Pene et al. (their Fig. 3) with one config for both classifiers.
 
     1. the silver classifier f: ``cfg`` (its loss should be ASL) on the silver images of
        ``train`` with their noisy ``silver_labels``;
     2. Ĉ: ``estimator`` "galc_slr" (Algorithm 1, from f on the silver set and on the
        single-label pool), "glc" (from f on the gold set) or "true" (``c_true``, the upper
-       bound of their Fig. 6b);
+       bound of their Fig. 6b); ``silver_result`` reuses an f already trained by step 1
+       (one f serves every estimator);
     3. the gold classifier g from fresh weights — the same initial weights as f, since both
        start from ``cfg.train.seed``, as GLC re-initialises its network — trained with
        :class:`GoldCorrectedMethod` on gold (clean labels) and silver (noisy labels) images.
@@ -253,8 +257,8 @@ def galc_pipeline(cfg: Any, train: Any, test: Any, split: PeneSplit, silver_labe
     if estimator == "true" and c_true is None:
         raise ValueError("estimator 'true' needs c_true")
     silver_set = Subset(train, split.silver, silver_labels)
-    f = run_experiment(cfg, data=DataSplits(train=silver_set, test=test, val=val), train_labels=silver_set.labels,
-                       write=write)
+    f = silver_result if silver_result is not None else run_experiment(
+        cfg, data=DataSplits(train=silver_set, test=test, val=val), train_labels=silver_set.labels, write=write)
     if estimator == "true":
         raw = c_hat = c_true.to(torch.float64)
     elif estimator == "glc":
