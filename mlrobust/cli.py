@@ -46,10 +46,20 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from .config import ExperimentConfig, apply_overrides, load_config
     from .experiments import run_experiment
 
+    from .engine.distributed import init_distributed
+
     cfg = load_config(args.config) if args.config else ExperimentConfig()
     cfg = apply_overrides(cfg, args.overrides)
-    result = run_experiment(cfg, resume=args.resume)
-    print(json.dumps({"run_dir": str(result.run_dir), "test": result.metrics}, indent=2))
+    info = init_distributed(cfg.train.device)  # under torchrun: join the process group
+    try:
+        result = run_experiment(cfg, resume=args.resume)
+    finally:
+        if info.distributed:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+    if info.rank == 0:
+        print(json.dumps({"run_dir": str(result.run_dir), "test": result.metrics}, indent=2))
     return 0
 
 

@@ -212,17 +212,18 @@ def run_experiment(cfg: ExperimentConfig, *, data: DataSplits | None = None, res
     trainer = Trainer(model, method, splits.train, y_obs, cfg.train, val_set=splits.val, hooks=hooks,
                       run_dir=run_dir, augment=cfg.data.augment, num_workers=cfg.data.num_workers,
                       run_config=cfg.to_dict())
-    if run_dir is not None:
+    if resume and run_dir is not None and trainer.checkpoint_path.is_file():  # refuse before overwriting
+        trainer._check_resumable(load_checkpoint(trainer.checkpoint_path).get("run_config"))
+    main = trainer.dist.rank == 0  # with torchrun, rank 0 writes the results folder
+    if run_dir is not None and main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        if resume and trainer.checkpoint_path.is_file():  # refuse before overwriting config.json
-            trainer._check_resumable(load_checkpoint(trainer.checkpoint_path).get("run_config"))
         atomic_write_text(json.dumps(cfg.to_dict(), indent=2) + "\n", run_dir / "config.json")
         atomic_write_text(json.dumps(environment_report(trainer.device), indent=2) + "\n", run_dir / "env.json")
     start = time.perf_counter()
     history = trainer.fit(resume=resume)
     seconds = time.perf_counter() - start
     result = trainer.evaluate(splits.test)
-    if run_dir is not None:
+    if run_dir is not None and main:
         summary = {"test": result, "train_seconds": seconds, "epochs": trainer.epoch,
                    "observed_labels": label_protocols.summary(y_obs)}
         atomic_write_text(json.dumps(summary, indent=2) + "\n", run_dir / "metrics.json")

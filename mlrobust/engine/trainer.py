@@ -36,6 +36,7 @@ from .._validate import check_labels
 from ..config import TrainConfig
 from .batches import Batch, BatchLoader, Preprocess, epoch_order, flip_mask, split_batches
 from .checkpoint import atomic_save, atomic_write_text, load_checkpoint
+from .distributed import all_mean, dist_info, gather_by_index
 from .utils import derive_seed, progress_enabled, resolve_device
 
 __all__ = ["Trainer", "Method", "SupervisedMethod", "Hook", "NonFiniteLossError", "build_optimizer",
@@ -156,13 +157,20 @@ class Trainer:
             raise ValueError(f"train_labels has {train_labels.shape[0]} rows but the training set has "
                              f"{len(train_set)} images")
         self.config = config
+        self.dist = dist_info()
         self.device = resolve_device(config.device)
+        if self.device.type == "cuda" and self.dist.distributed and self.device.index is None:
+            self.device = torch.device("cuda", self.dist.local_rank)  # one GPU per process
         self.module = model.to(self.device)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick kernels
             if config.channels_last:
                 self.module = self.module.to(memory_format=torch.channels_last)
-        self.model = torch.compile(self.module) if config.compile else self.module
+        wrapped: nn.Module = self.module
+        if self.dist.distributed:  # gradients averaged over the ranks
+            wrapped = nn.parallel.DistributedDataParallel(
+                self.module, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        self.model = torch.compile(wrapped) if config.compile else wrapped
         self.method = method
         self.hooks = [*method.hooks(), *hooks]
         self.train_set, self.val_set = train_set, val_set
@@ -176,7 +184,8 @@ class Trainer:
             self.augment = "none"
         else:
             self.preprocess = Preprocess(self.device, channels_last=self.device.type == "cuda" and config.channels_last)
-        self.steps_per_epoch = len(split_batches(torch.arange(len(train_set)), config.batch_size, drop_last=True))
+        shard = -(-len(train_set) // self.dist.world_size)  # images per rank and epoch
+        self.steps_per_epoch = len(split_batches(torch.arange(shard), config.batch_size, drop_last=True))
         self.optimizer = build_optimizer(self.module, config)
         self.scheduler = build_schedule(self.optimizer, config, self.steps_per_epoch)
         self.history: list[dict[str, float]] = []
@@ -296,7 +305,7 @@ class Trainer:
         self.history.append(record)
         self.epoch = epoch + 1
         log.info("epoch %d/%d  loss %.4f  %.1fs", epoch + 1, self.config.epochs, mean_loss, seconds)
-        if self.run_dir is not None:
+        if self.run_dir is not None and self.dist.rank == 0:  # rank 0 writes for everyone
             self._write_history()
             if self.config.checkpoint:
                 first = not self.checkpoint_path.exists()
@@ -307,7 +316,8 @@ class Trainer:
     def _train_steps(self, epoch: int, bar: tqdm) -> float:
         cfg = self.config
         self.model.train()
-        order = epoch_order(len(self.train_set), cfg.seed, epoch)
+        order = epoch_order(len(self.train_set), cfg.seed, epoch, rank=self.dist.rank,
+                            world_size=self.dist.world_size)
         batches = split_batches(order, cfg.batch_size, drop_last=True)
         # one host-to-device copy per epoch for the indices and flips of all its batches
         device_index = torch.cat(batches).to(self.device, non_blocking=True).split([len(b) for b in batches])
@@ -335,7 +345,8 @@ class Trainer:
                 self._check_finite(losses, checked, epoch)
                 checked = len(losses)
             bar.update(1)
-        return torch.stack(losses).mean().item() if losses else float("nan")
+        mean = torch.stack(losses).mean().item() if losses else float("nan")
+        return all_mean(mean, self.device)
 
     def _check_finite(self, losses: list[Tensor], start: int, epoch: int) -> None:
         """Raise at the first non-finite loss in ``losses[start:]`` (one device sync)."""
@@ -359,17 +370,21 @@ class Trainer:
     # ---------------------------------------------------------------- inference
     @torch.inference_mode()
     def predict(self, dataset: torch.utils.data.Dataset, batch_size: int | None = None) -> Tensor:
-        """Logits (N, C), float32 on the CPU, in dataset order, in eval mode."""
+        """Logits (N, C), float32 on the CPU, in dataset order, in eval mode. With several
+        ranks each predicts its shard and the rows are gathered by dataset index."""
         was_training = self.module.training
-        self.model.eval()
+        self.module.eval()
         bs = batch_size or self.config.eval_batch_size
         loader = BatchLoader(dataset, self.device) if dataset is not self.train_set else self.loader
+        shard = epoch_order(len(dataset), 0, 0, shuffle=False, rank=self.dist.rank, world_size=self.dist.world_size)
         out = []
-        for images, _ in loader(list(torch.arange(len(dataset)).split(bs))):
-            with self.autocast():
-                out.append(self.model(self.preprocess(images)).float().cpu())
-        self.model.train(was_training)
-        return torch.cat(out) if out else torch.empty(0)
+        for images, _ in loader(list(shard.split(bs))):
+            with self.autocast():  # the unwrapped module: no DDP synchronisation at inference
+                out.append(self.module(self.preprocess(images)).float())
+        self.module.train(was_training)
+        if not out:
+            return torch.empty(0)
+        return gather_by_index(torch.cat(out), shard, len(dataset)).cpu()
 
     def evaluate(self, dataset: Any, labels: Tensor | None = None, **kwargs: Any) -> dict[str, float]:
         """:func:`mlrobust.metrics.evaluate` of the model on ``dataset`` against ``labels``
