@@ -35,7 +35,7 @@ def test_unknown_keys_are_listed_with_the_valid_ones() -> None:
     ({"train": {"epochs": 0}}, "train.epochs must be >= 1, got 0"),
     ({"train": {"optimizer": "lbfgs"}}, "train.optimizer must be 'sgd', 'adam' or 'adamw', got 'lbfgs'"),
     ({"train": {"lr_steps": "10"}}, "train.lr_steps must be a list"),
-    ({"data": {"augment": "mixup"}}, "data.augment must be 'none' or 'flip'"),
+    ({"data": {"augment": "mixup"}}, "data.augment must be 'none', 'flip', 'weak' or 'strong'"),
     ({"data": 3}, "data must be a mapping of DataConfig fields"),
 ])
 def test_bad_values_name_the_key(d, message) -> None:

@@ -14,8 +14,6 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..engine.batches import Preprocess
-
 __all__ = ["FeatureMaps", "extract_features"]
 
 
@@ -57,6 +55,8 @@ def extract_features(backbone: nn.Module, dataset: Any, device: torch.device | s
                      batch_size: int = 256) -> FeatureMaps:
     """Run ``backbone`` (eval mode) over a dataset of images and keep its feature maps
     (float32, on the CPU), with the dataset's labels and classes."""
+    from ..engine.batches import Preprocess  # here: the engine imports mlrobust.data itself
+
     device = torch.device(device)
     backbone = backbone.to(device).eval()
     preprocess = Preprocess(device)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..data.augment import AugmentParams, apply_params, draw_params
 from .utils import derive_seed
 
 __all__ = ["Batch", "epoch_order", "BatchLoader", "IMAGENET_MEAN", "IMAGENET_STD"]
@@ -104,23 +105,31 @@ def split_batches(order: Tensor, batch_size: int, drop_last: bool) -> list[Tenso
 
 
 class Preprocess:
-    """uint8 batch -> normalised float batch on the device, with optional per-sample flips."""
+    """uint8 batch -> (augmented) normalised float batch on the device."""
 
     def __init__(self, device: torch.device, channels_last: bool = False,
                  mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD) -> None:
-        self.mean = torch.tensor(mean, device=device).view(1, -1, 1, 1) * 255
-        self.std = torch.tensor(std, device=device).view(1, -1, 1, 1) * 255
+        self.mean = torch.tensor(mean, device=device).view(1, -1, 1, 1)
+        self.std = torch.tensor(std, device=device).view(1, -1, 1, 1)
         self.channels_last = channels_last
 
-    def __call__(self, images: Tensor, flip: Tensor | None = None) -> Tensor:
-        x = images.float()
-        if flip is not None:
-            x = torch.where(flip.to(x.device).view(-1, 1, 1, 1), x.flip(3), x)
+    def __call__(self, images: Tensor, augment: AugmentParams | None = None) -> Tensor:
+        x = images.float() / 255
+        if augment is not None:
+            x = apply_params(x, augment)
         x = (x - self.mean) / self.std
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
 
-def flip_mask(batch_size: int, seed: int, epoch: int, step: int) -> Tensor:
-    """Which samples of a training batch are flipped (deterministic per seed/epoch/step)."""
-    g = torch.Generator().manual_seed(derive_seed(seed, epoch, step, 1))
-    return torch.rand(batch_size, generator=g) < 0.5
+def epoch_augmentation(sizes: list[int], policy: str, seed: int, epoch: int,
+                       device: torch.device, rank: int = 0) -> list[AugmentParams | None]:
+    """The augmentation parameters of every batch of an epoch: drawn from (seed, epoch, rank)
+    on the CPU, moved to the device in one go, sliced per batch. Each rank draws its own, so
+    the i-th images of two ranks are not augmented alike."""
+    if policy == "none" or not sizes:
+        return [None] * len(sizes)
+    key = (seed, epoch, 1) if rank == 0 else (seed, epoch, 1, rank)  # rank 0: the single-process draw
+    g = torch.Generator().manual_seed(derive_seed(*key))
+    params = draw_params(sum(sizes), policy, g).to(device)
+    bounds = torch.tensor([0, *sizes]).cumsum(0).tolist()
+    return [params.slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]

@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from .. import metrics
 from .._validate import check_labels
 from ..config import TrainConfig
-from .batches import Batch, BatchLoader, Preprocess, epoch_order, flip_mask, split_batches
+from .batches import Batch, BatchLoader, Preprocess, epoch_augmentation, epoch_order, split_batches
 from .checkpoint import atomic_save, atomic_write_text, load_checkpoint
 from .distributed import all_mean, dist_info, gather_by_index
 from .utils import derive_seed, progress_enabled, resolve_device
@@ -319,34 +319,39 @@ class Trainer:
         order = epoch_order(len(self.train_set), cfg.seed, epoch, rank=self.dist.rank,
                             world_size=self.dist.world_size)
         batches = split_batches(order, cfg.batch_size, drop_last=True)
-        # one host-to-device copy per epoch for the indices and flips of all its batches
-        device_index = torch.cat(batches).to(self.device, non_blocking=True).split([len(b) for b in batches])
-        flips = [flip_mask(len(b), cfg.seed, epoch, step) for step, b in enumerate(batches)]
-        device_flips = (torch.cat(flips).to(self.device, non_blocking=True).split([len(b) for b in batches])
-                        if self.augment == "flip" and flips else [None] * len(batches))
+        # one host-to-device copy per epoch for the indices and augmentations of all its batches
+        sizes = [len(b) for b in batches]
+        device_index = torch.cat(batches).to(self.device, non_blocking=True).split(sizes) if batches else []
+        augmentations = epoch_augmentation(sizes, self.augment, cfg.seed, epoch, self.device, self.dist.rank)
         losses: list[Tensor] = []
         checked = 0  # losses[:checked] are known to be finite
         check_every = 1 if self.device.type == "cpu" else 50  # a sync per step is free on the CPU only
         for step, (images, index) in enumerate(self.loader(batches)):
-            batch = Batch(self.preprocess(images, device_flips[step]), self.train_labels[device_index[step]], index)
-            with self.autocast():
-                loss, logits = self.method.training_loss(self, batch)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip is not None:
-                nn.utils.clip_grad_norm_(self.module.parameters(), cfg.grad_clip)
-            self.optimizer.step()
-            self.scheduler.step()
-            losses.append(loss.detach().float())
-            self.global_step += 1
-            for hook in self.hooks:
-                hook.on_batch_end(self, batch, logits, loss)
+            batch = Batch(self.preprocess(images, augmentations[step]), self.train_labels[device_index[step]], index)
+            losses.append(self.train_step(batch))
             if len(losses) - checked >= check_every or step + 1 == len(batches):
                 self._check_finite(losses, checked, epoch)
                 checked = len(losses)
             bar.update(1)
         mean = torch.stack(losses).mean().item() if losses else float("nan")
         return all_mean(mean, self.device)
+
+    def train_step(self, batch: Batch) -> Tensor:
+        """One optimisation step on a prepared batch: the method's loss under autocast,
+        backward, optional gradient clipping, optimiser and schedule step, batch-end hooks.
+        Returns the detached loss (no device sync; the loop checks it in groups)."""
+        with self.autocast():
+            loss, logits = self.method.training_loss(self, batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.config.grad_clip is not None:
+            nn.utils.clip_grad_norm_(self.module.parameters(), self.config.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.global_step += 1
+        for hook in self.hooks:
+            hook.on_batch_end(self, batch, logits, loss)
+        return loss.detach().float()
 
     def _check_finite(self, losses: list[Tensor], start: int, epoch: int) -> None:
         """Raise at the first non-finite loss in ``losses[start:]`` (one device sync)."""
