@@ -1,30 +1,66 @@
-"""``python -m mlrobust bench``: the project's performance record.
+"""``python -m mlrobust bench``: the project's performance record (design section 11).
 
-Speed targets live here, never in timed tests. A measurement runs a number of warm-up steps,
-then times ``steps`` full training steps (forward, loss, backward, optimiser step) on a
-fixed random batch already on the device, so data loading is excluded; the embedded
-benchmark's rendering rate is measured on its own.
+Speed targets live here, never in timed tests. Every number comes from one harness,
+:func:`time_step`: a few untimed warm-up calls of a step closure (cuDNN autotuning,
+compilation, allocator growth, DataLoader workers starting), then ``steps`` timed calls
+between two device synchronisations; the result is seconds per call.
+
+Three tables make the record, each headed by the device, torch version and settings:
+
+* **training and inference** — images/s of a full training step (forward, loss, backward,
+  optimiser step, through the project's :class:`~mlrobust.engine.Trainer`) and of an
+  eval-mode forward, both on a fixed random uint8 batch already on the device, so data
+  loading is excluded (normalisation is included, augmentation is not);
+* **data loading** — images/s of producing batches on the device through the project's
+  :class:`~mlrobust.engine.batches.BatchLoader` and :class:`~mlrobust.engine.batches.Preprocess`
+  with an augmentation policy, no model (for the embedded benchmark: rendering);
+* **methods** — each method's training step as a ratio to the plain BCE step on the same
+  backbone, image size, batch and device (the design's target: at most 1.10), and the
+  relabeling passes of Durand et al. per image relative to one BCE step per image.
+
+With ``compile`` the compilation happens during the warm-up, so keep ``warmup`` >= 1 then.
+On a shared CPU, torch's threads spin against the other process: ``--threads 1`` gives
+steadier numbers, and every table records the load average before it started.
 """
 
 from __future__ import annotations
 
+import math
+import os
+import platform
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
 
 import torch
+from torch import Tensor
 
 from . import losses
 from .config import TrainConfig
+from .data import TensorImages, build_dataset
+from .data.augment import POLICIES
 from .data.shapescenes import ShapeScenes
-from .engine import build_optimizer, resolve_device
-from .engine.batches import Preprocess
+from .engine import Method, SupervisedMethod, Trainer, resolve_device
+from .engine.batches import Batch, BatchLoader, Preprocess, epoch_augmentation, epoch_order, split_batches
+from .methods.durand import CurriculumRelabeling
+from .methods.galc import GoldCorrectedMethod
 from .models import create_model
 
-__all__ = ["BenchResult", "bench_train_step", "bench_render", "format_table"]
+__all__ = ["BenchResult", "BenchSettings", "BenchTable", "MethodCase", "METHOD_CASES", "time_step",
+           "bench_train_step", "bench_inference", "bench_loading", "bench_render", "bench_methods", "run_bench",
+           "device_name", "format_table", "format_report"]
+
+RATIO_TARGET = 1.10  # design section 11: every method's step at most 1.10x the BCE step
 
 
 @dataclass
 class BenchResult:
+    """One measurement. ``images_per_s`` is the batch size divided by ``step_ms``, the mean
+    wall time of one timed call; ``ratio_to_bce`` is this row's time per image over the BCE
+    training step's time per image on the same settings (None for rows that are not compared,
+    the baseline included)."""
+
     what: str
     backbone: str
     image_size: int
@@ -34,6 +70,71 @@ class BenchResult:
     channels_last: bool
     images_per_s: float
     step_ms: float
+    compiled: bool = False
+    ratio_to_bce: float | None = None
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    """The knobs every model measurement shares. ``amp`` and ``channels_last`` apply on CUDA
+    only (bf16 autocast, NHWC tensors), as in training."""
+
+    backbone: str = "cnn_s"
+    image_size: int = 32
+    batch_size: int = 64
+    device: str = "auto"
+    steps: int = 20
+    warmup: int = 5
+    amp: bool = True
+    channels_last: bool = True
+    compile: bool = False
+    num_classes: int = 24
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.warmup < 0:
+            raise ValueError(f"bench needs steps >= 1 and warmup >= 0, got steps={self.steps}, warmup={self.warmup}")
+        if self.batch_size < 2:  # BatchNorm needs two samples in training mode
+            raise ValueError(f"bench needs batch_size >= 2, got {self.batch_size}")
+
+    @property
+    def dev(self) -> torch.device:
+        return resolve_device(self.device)
+
+    @property
+    def use_amp(self) -> bool:
+        return self.amp and self.dev.type == "cuda"
+
+    @property
+    def use_channels_last(self) -> bool:
+        return self.channels_last and self.dev.type == "cuda"
+
+    def row(self, what: str, seconds: float, *, batch_size: int | None = None, backbone: str | None = None,
+            ratio: float | None = None) -> BenchResult:
+        """A result row for a step of ``seconds`` on these settings."""
+        b = self.batch_size if batch_size is None else batch_size
+        return BenchResult(what, self.backbone if backbone is None else backbone, self.image_size, b,
+                           str(self.dev), self.use_amp, self.use_channels_last, b / seconds, seconds * 1000,
+                           self.compile, ratio)
+
+    def describe(self) -> dict[str, Any]:
+        """The settings as they took effect (amp and channels_last are off on the CPU)."""
+        return {"backbone": self.backbone, "image_size": self.image_size, "batch_size": self.batch_size,
+                "classes": self.num_classes, "steps": self.steps, "warmup": self.warmup,
+                "bf16 autocast": self.use_amp, "channels_last": self.use_channels_last, "compile": self.compile}
+
+
+@dataclass
+class BenchTable:
+    """A titled table of rows with the settings it was measured under."""
+
+    title: str
+    settings: dict[str, Any]
+    rows: list[BenchResult]
+    note: str = ""
+    load_before: float | None = None  # 1-minute load average when the table started: a busy machine is slow
+
+
+# --------------------------------------------------------------------------- the harness
 
 
 def _sync(device: torch.device) -> None:
@@ -41,64 +142,368 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def bench_train_step(backbone: str = "cnn_s", image_size: int = 32, batch_size: int = 64, device: str = "auto",
-                     steps: int = 20, warmup: int = 5, amp: bool = True, channels_last: bool = True,
-                     compile: bool = False, loss: str = "bce", num_classes: int = 24) -> BenchResult:
-    """Images per second of a full training step with ``loss`` (default the class-normalised BCE)."""
-    dev = resolve_device(device)
-    use_amp, use_cl = amp and dev.type == "cuda", channels_last and dev.type == "cuda"
-    torch.manual_seed(0)
-    model = create_model(backbone, num_classes).to(dev)
-    if use_cl:
-        model = model.to(memory_format=torch.channels_last)
-    step_model = torch.compile(model) if compile else model
-    opt = build_optimizer(model, TrainConfig(lr=0.01))
-    criterion = losses.get_loss(loss)
-    pre = Preprocess(dev, channels_last=use_cl)
-    images = torch.randint(0, 256, (batch_size, 3, image_size, image_size), dtype=torch.uint8, device=dev)
-    y = (torch.randint(0, 2, (batch_size, num_classes), device=dev) * 2 - 1).to(torch.int8)
-    if dev.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-
-    def step() -> None:
-        with torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else torch.autocast("cpu", enabled=False):
-            out = criterion(step_model(pre(images)), y)
-        opt.zero_grad(set_to_none=True)
-        out.backward()
-        opt.step()
-
+def time_step(step: Callable[[], object], device: torch.device, steps: int, warmup: int) -> float:
+    """Seconds per call of ``step``: ``warmup`` untimed calls, then the mean of ``steps``
+    calls timed between two synchronisations of ``device`` (CUDA runs asynchronously, so
+    only a sync makes the wall clock see the work)."""
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
     for _ in range(warmup):
         step()
-    _sync(dev)
+    _sync(device)
     start = time.perf_counter()
     for _ in range(steps):
         step()
-    _sync(dev)
-    seconds = (time.perf_counter() - start) / steps
-    return BenchResult(f"train step ({loss})", backbone, image_size, batch_size, str(dev), use_amp, use_cl,
-                       batch_size / seconds, seconds * 1000)
+    _sync(device)
+    return (time.perf_counter() - start) / steps
 
 
-def bench_render(image_size: int = 32, batch_size: int = 256, device: str = "auto", batches: int = 5) -> BenchResult:
-    """Images per second of rendering the embedded benchmark on ``device``."""
+# --------------------------------------------------------------------------- model steps
+
+
+def _random_batch(s: BenchSettings, seed: int = 0) -> tuple[Tensor, Tensor]:
+    """A fixed uint8 image batch (CPU) and labels in {-1, 0, 1} (a third unknown, as with
+    partial labels; every loss sees the same matrix)."""
+    g = torch.Generator().manual_seed(seed)
+    images = torch.randint(0, 256, (s.batch_size, 3, s.image_size, s.image_size), dtype=torch.uint8, generator=g)
+    labels = torch.randint(-1, 2, (s.batch_size, s.num_classes), generator=g).to(torch.int8)
+    return images, labels
+
+
+def _model(s: BenchSettings, model_args: dict[str, Any] | None = None) -> torch.nn.Module:
+    """The same initial weights for every row, without touching the caller's RNG."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return create_model(s.backbone, s.num_classes, **(model_args or {}))
+
+
+def _trainer(s: BenchSettings, method: Method, model_args: dict[str, Any] | None = None) -> Trainer:
+    """The project's Trainer on one random batch, built as a run builds it (device,
+    channels_last, compile, optimiser), so a step costs what it costs in training."""
+    images, labels = _random_batch(s)
+    model = _model(s, model_args)
+    # a small constant lr: random labels must not drive the weights to inf/NaN over the steps
+    cfg = TrainConfig(epochs=1, batch_size=s.batch_size, lr=1e-3, schedule="constant", device=str(s.dev),
+                      amp=s.amp, channels_last=s.channels_last, compile=s.compile, progress=False, checkpoint=False)
+    data = TensorImages(images, labels, [f"class{c}" for c in range(s.num_classes)])
+    return Trainer(model, method, data, labels, cfg)
+
+
+def _train_step(trainer: Trainer) -> Callable[[], None]:
+    """One ``Trainer.train_step`` (the loop's own step: normalise, targets from the label
+    store, method loss under autocast, backward, optimiser and schedule step, batch-end
+    hooks) on the trainer's fixed batch, already on the device."""
+    index = torch.arange(len(trainer.train_set))
+    images = trainer.train_set.load_batch(index, trainer.device)
+    device_index = index.to(trainer.device)
+
+    def step() -> None:
+        trainer.train_step(Batch(trainer.preprocess(images), trainer.train_labels[device_index], index))
+
+    return step
+
+
+def _relabel_step(strategy: str, passes: int) -> Callable[[Trainer], Callable[[], None]]:
+    """The step of a Durand relabeling pass over the trainer's batch: the real hook's
+    ``on_epoch_start`` (scores or MC-dropout passes, label selection, store update), reset
+    each call so every call does the whole pass again."""
+
+    def make(trainer: Trainer) -> Callable[[], None]:
+        hook = CurriculumRelabeling(strategy, 1.0, epochs=[1], passes=passes,
+                                    predict_batch_size=len(trainer.train_set))
+        store = trainer.train_labels  # the hook assigns a new store, never writes into this one
+
+        def step() -> None:
+            hook.steps.clear()
+            trainer.train_labels = store
+            hook.on_epoch_start(trainer, 1)
+
+        return step
+
+    return make
+
+
+def bench_train_step(backbone: str = "cnn_s", image_size: int = 32, batch_size: int = 64, device: str = "auto",
+                     steps: int = 20, warmup: int = 5, amp: bool = True, channels_last: bool = True,
+                     compile: bool = False, loss: str = "bce", num_classes: int = 24) -> BenchResult:
+    """Images per second of a full training step with ``loss`` (default the class-normalised
+    BCE) on a fixed batch already on the device: data loading and augmentation excluded."""
+    s = BenchSettings(backbone, image_size, batch_size, device, steps, warmup, amp, channels_last, compile,
+                      num_classes)
+    trainer = _trainer(s, SupervisedMethod(losses.get_loss(loss)))
+    return s.row(f"train step ({loss})", time_step(_train_step(trainer), s.dev, s.steps, s.warmup))
+
+
+def bench_inference(backbone: str = "cnn_s", image_size: int = 32, batch_size: int = 64, device: str = "auto",
+                    steps: int = 20, warmup: int = 5, amp: bool = True, channels_last: bool = True,
+                    compile: bool = False, num_classes: int = 24) -> BenchResult:
+    """Images per second of an eval-mode forward (normalisation and logits, no gradient; bf16
+    autocast and channels_last on CUDA, ``torch.compile`` if asked) on a fixed batch already
+    on the device."""
+    s = BenchSettings(backbone, image_size, batch_size, device, steps, warmup, amp, channels_last, compile,
+                      num_classes)
+    dev = s.dev
+    model = _model(s).to(dev).eval()
+    if s.use_channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    forward = torch.compile(model) if s.compile else model
+    pre = Preprocess(dev, channels_last=s.use_channels_last)
+    images = _random_batch(s)[0].to(dev)
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick kernels, as training does
+
+    @torch.inference_mode()
+    def step() -> None:
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=s.use_amp):
+            forward(pre(images))
+
+    return s.row("inference (eval forward)", time_step(step, dev, s.steps, s.warmup))
+
+
+# --------------------------------------------------------------------------- method ratios
+
+
+@dataclass(frozen=True)
+class MethodCase:
+    """One row of the method table: the model it needs, its :class:`Method`, and how a
+    timed call runs (``step`` builds the closure from the trainer; default a training step)."""
+
+    name: str  # key for ``--methods``
+    label: str  # the row's text
+    method: Callable[[BenchSettings], Method]
+    model_args: dict[str, Any] = field(default_factory=dict)
+    step: Callable[[Trainer], Callable[[], None]] = _train_step
+
+
+def _supervised(loss: str) -> Callable[[BenchSettings], Method]:
+    return lambda s: SupervisedMethod(losses.get_loss(loss))
+
+
+def _asl_on_probabilities(logits: Tensor, y: Tensor) -> Tensor:
+    return losses.asl(torch.sigmoid(logits.float()), y, from_logits=False)
+
+
+def _gold_corrected(s: BenchSettings) -> Method:
+    """GALC's gold classifier step with a random Ĉ (values do not change the cost) and
+    every other image of the batch gold, so both loss terms run."""
+    c_hat = torch.rand(s.num_classes, s.num_classes, generator=torch.Generator().manual_seed(1))
+    return GoldCorrectedMethod(c_hat, torch.arange(s.batch_size) % 2 == 0)
+
+
+MC_PASSES = 20  # the T of Durand et al.'s MC-dropout strategies in the project's hook
+
+METHOD_CASES: dict[str, MethodCase] = {c.name: c for c in [
+    MethodCase("bce", "BCE, gap head (baseline)", _supervised("bce")),
+    MethodCase("partial_bce", "partial-BCE (Durand 2019)", _supervised("partial_bce")),
+    MethodCase("asl", "ASL (Ridnik 2021)", _supervised("asl")),
+    MethodCase("asl_prob", "ASL on probabilities, from_logits=False",
+               lambda s: SupervisedMethod(_asl_on_probabilities)),
+    MethodCase("bn_bce", "BN-BCE (Wang 2023)", _supervised("bn_bce")),
+    MethodCase("weldon", "WELDON pooling (classmap head) + BCE", _supervised("bce"),
+               {"head": "classmap", "pooling": "weldon"}),
+    MethodCase("gnn", "label GNN refine (3 steps) + BCE", _supervised("bce"), {"gnn_steps": 3}),
+    MethodCase("galc", "GALC gold-corrected ASL: ASL(Ĉᵀσ(g(x))) on silver + ASL on gold", _gold_corrected),
+    MethodCase("relabel_scores", "Durand relabeling [a]-[c]: one eval pass, per image (once per relabeling "
+               "epoch, not per step)", _supervised("bce"), step=_relabel_step("threshold", MC_PASSES)),
+    MethodCase("relabel_mc", f"Durand relabeling [d]/[e]: MC dropout, T={MC_PASSES} head passes, per image "
+               "(once per relabeling epoch, not per step)", _supervised("bce"), {"dropout": 0.3},
+               step=_relabel_step("ensemble", MC_PASSES)),
+]}
+"""Every method the package has, keyed by the names ``--methods`` takes; ``bce`` is the
+baseline. A new method joins the record with one entry here."""
+
+
+def _check_methods(methods: Sequence[str] | None) -> list[str]:
+    names = list(METHOD_CASES) if methods is None else list(dict.fromkeys(methods))
+    unknown = [m for m in names if m not in METHOD_CASES]
+    if unknown:
+        raise ValueError(f"unknown bench method(s) {', '.join(unknown)}; valid: {', '.join(METHOD_CASES)}")
+    return ["bce", *[m for m in names if m != "bce"]]  # the baseline is always measured
+
+
+def bench_methods(settings: BenchSettings | None = None, methods: Sequence[str] | None = None,
+                  rounds: int = 3) -> list[BenchResult]:
+    """Every method's step as a ratio to the BCE step on the same settings.
+
+    Each row's ``ratio_to_bce`` is its time per image over the BCE training step's time per
+    image (same batch, so: time per call over time per call); the baseline row has none.
+    All cases are built first, then timed in ``rounds`` interleaved rounds keeping each one's
+    fastest round, so a slow drift of the machine (another process, clock changes) hits
+    every row alike and noise, which only ever adds time, is filtered out.
+    """
+    s = settings or BenchSettings()
+    if rounds < 1:
+        raise ValueError(f"rounds must be >= 1, got {rounds}")
+    cases = [METHOD_CASES[m] for m in _check_methods(methods)]
+    closures = [c.step(_trainer(s, c.method(s), c.model_args)) for c in cases]
+    best = [math.inf] * len(cases)
+    for r in range(rounds):
+        for i, step in enumerate(closures):
+            # later rounds: one call to bring the case's weights back into the caches
+            best[i] = min(best[i], time_step(step, s.dev, s.steps, s.warmup if r == 0 else min(s.warmup, 1)))
+    baseline = best[0]
+    return [s.row(c.label, t, ratio=None if c.name == "bce" else t / baseline) for c, t in zip(cases, best)]
+
+
+# --------------------------------------------------------------------------- data loading
+
+
+def _check_policy(augment: str) -> None:
+    if augment != "none" and augment not in POLICIES:
+        raise ValueError(f"unknown augmentation policy {augment!r}; valid: none, {', '.join(POLICIES)}")
+
+
+def bench_loading(dataset: str = "shapescenes", batch_size: int = 64, num_workers: int = 0, device: str = "auto",
+                  batches: int = 20, *, augment: str = "flip", warmup: int = 2, image_size: int = 32,
+                  data_root: str | None = None, split: str = "train", channels_last: bool = True) -> BenchResult:
+    """Images per second of producing augmented, normalised batches on the device from
+    ``dataset`` (any registered name, built with ``cache=False`` so reading or rendering is
+    timed) through the project's :class:`BatchLoader` (``num_workers`` DataLoader workers
+    for datasets read from disk) and :class:`Preprocess` with the ``augment`` policy
+    ("none", "flip", "weak", "strong"). No model. Batches follow a shuffled epoch order, as
+    in training; the epoch's augmentation parameters are drawn once before the clock starts,
+    as the trainer draws them once per epoch. With workers, batches they prefetch during the
+    warm-up flatter a short run: time enough ``batches`` for the steady state."""
+    _check_policy(augment)
     dev = resolve_device(device)
-    ds = ShapeScenes(batch_size * (batches + 1), image_size=image_size, seed=0)
-    index = torch.arange(len(ds)).split(batch_size)
-    ds.load_batch(index[0], dev)  # warm-up
-    _sync(dev)
-    start = time.perf_counter()
-    for idx in index[1:]:
-        ds.load_batch(idx, dev)
-    _sync(dev)
-    seconds = (time.perf_counter() - start) / batches
+    n = batch_size * (warmup + batches)
+    ds = build_dataset(dataset, split, root=data_root, image_size=image_size, n=n, seed=0, cache=False)
+    if len(ds) == 0:
+        raise ValueError(f"dataset {dataset!r} ({split}) has no images to load")
+    order = epoch_order(len(ds), 0, 0)
+    order = order.repeat(-(-n // len(order)))[:n]  # a small dataset is read more than once
+    index = split_batches(order, batch_size, drop_last=False)
+    params = epoch_augmentation([len(b) for b in index], augment, 0, 0, dev)
+    cl = channels_last and dev.type == "cuda"
+    pre = Preprocess(dev, channels_last=cl)
+    loader = BatchLoader(ds, dev, num_workers)
+    batches_and_params = zip(loader(index), params)
+
+    def step() -> None:
+        (images, _), p = next(batches_and_params)
+        pre(images, p)
+
+    seconds = time_step(step, dev, batches, warmup)
+    return BenchResult(f"load {dataset}, augment {augment}, {num_workers} workers", "-", image_size,
+                       batch_size, str(dev), False, cl, batch_size / seconds, seconds * 1000)
+
+
+def bench_render(image_size: int = 32, batch_size: int = 256, device: str = "auto", batches: int = 5,
+                 warmup: int = 1) -> BenchResult:
+    """Images per second of rendering the embedded benchmark on ``device`` (uint8, no
+    augmentation or normalisation)."""
+    dev = resolve_device(device)
+    ds = ShapeScenes(batch_size * (batches + warmup), image_size=image_size, seed=0, cache=False)
+    index = iter(torch.arange(len(ds)).split(batch_size))
+    seconds = time_step(lambda: ds.load_batch(next(index), dev), dev, batches, warmup)
     return BenchResult("render shapescenes", "-", image_size, batch_size, str(dev), False, False,
                        batch_size / seconds, seconds * 1000)
 
 
-def format_table(results: list[BenchResult]) -> str:
-    """A Markdown table of results."""
-    cols = list(asdict(results[0]))
-    rows = [[f"{v:.1f}" if isinstance(v, float) else str(v) for v in asdict(r).values()] for r in results]
+# --------------------------------------------------------------------------- the record
+
+
+def _load_average() -> float | None:
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+
+
+def run_bench(settings: BenchSettings | None = None, *, loss: str = "bce", methods: Sequence[str] | None = None,
+              rounds: int = 3, dataset: str = "shapescenes", data_root: str | None = None, workers: int = 0,
+              augment: Sequence[str] = ("none", "flip", "weak", "strong")) -> list[BenchTable]:
+    """The whole record: training and inference, data loading (one row per policy in
+    ``augment``; none skips the table), and the method ratios (``methods``: None for all,
+    empty to skip the table)."""
+    s = settings or BenchSettings()
+    if methods:
+        _check_methods(methods)  # bad input fails before anything is timed
+    if rounds < 1:
+        raise ValueError(f"rounds must be >= 1, got {rounds}")
+    for a in augment:
+        _check_policy(a)
+    knobs = {f.name: getattr(s, f.name) for f in fields(s)}
+    load = _load_average()
+    tables = [BenchTable("Training and inference", s.describe(),
+                         [bench_train_step(**knobs, loss=loss), bench_inference(**knobs)],
+                         "A fixed random batch already on the device: data loading and augmentation excluded.",
+                         load)]
+    if augment:
+        load = _load_average()
+        rows = [bench_render(s.image_size, s.batch_size, s.device, s.steps, min(s.warmup, 1))] \
+            if dataset == "shapescenes" else []
+        rows += [bench_loading(dataset, s.batch_size, workers, s.device, s.steps, augment=a,
+                               warmup=min(s.warmup, 2), image_size=s.image_size, data_root=data_root,
+                               channels_last=s.channels_last) for a in augment]
+        settings_used = {"dataset": dataset, "data_root": data_root or "-", "workers": workers,
+                         "batch_size": s.batch_size, "image_size": s.image_size, "batches": s.steps,
+                         "channels_last": s.use_channels_last}
+        tables.append(BenchTable("Data loading and augmentation", settings_used, rows,
+                                 "uint8 batches produced on the device through BatchLoader, then augmented and "
+                                 "normalised there by Preprocess; no model. Reading or rendering is timed "
+                                 "(cache=False).", load))
+    if methods is None or methods:
+        load = _load_average()
+        tables.append(BenchTable("Method step time relative to BCE", {**s.describe(), "rounds": rounds},
+                                 bench_methods(s, methods, rounds),
+                                 "ratio_to_bce: time per image over that of the plain BCE training step (gap "
+                                 f"head). Design target for training steps: at most {RATIO_TARGET:.2f}. The "
+                                 "relabeling rows run once before the relabeling epochs, not every step.", load))
+    return tables
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def device_name(device: torch.device | str) -> str:
+    """The GPU's name, or the CPU model with its core count and torch's thread count
+    (on a shared machine the threads decide CPU throughput)."""
+    dev = torch.device(device)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cpu = f"{_cpu_model()}, {cores} cores"
+    if dev.type == "cuda":
+        return f"{torch.cuda.get_device_name(dev)} (host {cpu})"
+    return f"{cpu}, {torch.get_num_threads()} torch threads"
+
+
+def _cell(name: str, value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.2f}" if name == "ratio_to_bce" or abs(value) < 10 else f"{value:.1f}"
+    return str(value)
+
+
+def format_table(results: list[BenchResult], columns: Sequence[str] | None = None) -> str:
+    """A Markdown table of results, all fields or ``columns`` (empty cells where a row has
+    no ratio)."""
+    cols = list(columns) if columns is not None else [f.name for f in fields(BenchResult)]
+    rows = [[_cell(c, asdict(r)[c]) for c in cols] for r in results]
     widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(cols)]
     line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
     return "\n".join([line(cols), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, rows)])
+
+
+def format_report(tables: list[BenchTable], device: torch.device | str) -> str:
+    """One Markdown document: each table under a heading with the device, the torch version
+    and the settings it was measured under."""
+    where = f"Device: {device_name(device)}; torch {torch.__version__}"
+    parts = ["# mlrobust performance record", "",
+             "Written by `python -m mlrobust bench`. images_per_s: images per second of one call; "
+             "step_ms: the mean wall time of one call after the warm-up."]
+    for t in tables:
+        settings = ", ".join(f"{k}={'on' if v is True else 'off' if v is False else v}" for k, v in t.settings.items())
+        load = "" if t.load_before is None else f"; load average {t.load_before:.2f} before the table"
+        parts += ["", f"## {t.title}", "", where + load, "", f"Settings: {settings}", ""]
+        if t.note:
+            parts += [t.note, ""]
+        # the other fields are the same on every row and stand in the settings line above
+        ratios = any(r.ratio_to_bce is not None for r in t.rows)
+        parts.append(format_table(t.rows, ["what", "images_per_s", "step_ms", *(["ratio_to_bce"] if ratios else [])]))
+    return "\n".join(parts) + "\n"

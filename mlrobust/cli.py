@@ -22,23 +22,41 @@ def _parser() -> argparse.ArgumentParser:
                      help="override a config value, e.g. --set train.lr=0.01 (repeatable)")
     run.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
 
-    bench = sub.add_parser("bench", help="measure training-step and data throughput")
+    bench = sub.add_parser("bench", help="write the performance record: training, inference, data loading and "
+                           "method step times relative to BCE (Markdown)")
     bench.add_argument("--backbone", default="cnn_s")
     bench.add_argument("--image-size", type=int, default=32)
     bench.add_argument("--batch-size", type=int, default=64)
+    bench.add_argument("--classes", type=int, default=24, help="number of classes of the random labels")
     bench.add_argument("--device", default="auto")
-    bench.add_argument("--steps", type=int, default=20)
-    bench.add_argument("--warmup", type=int, default=5)
+    bench.add_argument("--steps", type=int, default=20, help="timed steps (batches for data loading) per measurement")
+    bench.add_argument("--warmup", type=int, default=5, help="untimed steps before each measurement")
     bench.add_argument("--no-amp", action="store_true", help="disable bf16 autocast on CUDA")
     bench.add_argument("--no-channels-last", action="store_true")
-    bench.add_argument("--compile", action="store_true")
-    bench.add_argument("--loss", default="bce")
-    bench.add_argument("--output", type=Path, help="also write the table (Markdown) to this file")
+    bench.add_argument("--compile", action="store_true", help="torch.compile the model of every measurement")
+    bench.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    bench.add_argument("--loss", default="bce", help="loss of the training-step row")
+    bench.add_argument("--methods", default="all", metavar="LIST",
+                       help="method ratio table: 'all', 'none' or a comma list of method names "
+                       "(a wrong name lists the valid ones)")
+    bench.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds of the method table")
+    bench.add_argument("--dataset", default="shapescenes", help="registered dataset of the loading table")
+    bench.add_argument("--data-root", help="root of a dataset read from disk")
+    bench.add_argument("--workers", type=int, default=0, help="DataLoader workers of the loading table")
+    bench.add_argument("--augment", default="none,flip,weak,strong", metavar="LIST",
+                       help="augmentation policies of the loading table, a comma list of none, flip, weak, "
+                       "strong ('' skips the table)")
+    bench.add_argument("--output", type=Path, help="also write the record (Markdown) to this file")
 
     cfg = sub.add_parser("config", help="print the default config (with overrides) as YAML")
     cfg.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
 
-    sub.add_parser("datasets", help="list the registered datasets")
+    ds = sub.add_parser("datasets", help="list the registered datasets, or describe one on disk")
+    ds.add_argument("name", nargs="?", help="a registered dataset: print its splits' counts and label statistics")
+    ds.add_argument("--root", help="the dataset's folder (data.root)")
+    ds.add_argument("--split", action="append", help="split(s) to read (default: train and test)")
+    ds.add_argument("--arg", dest="dataset_args", action="append", default=[], metavar="KEY=VALUE",
+                    help="a loader option, e.g. --arg keep_empty=false (repeatable)")
     return p
 
 
@@ -63,20 +81,54 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import bench_render, bench_train_step, format_table
+def _comma_list(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
 
-    results = [
-        bench_train_step(args.backbone, args.image_size, args.batch_size, args.device, args.steps, args.warmup,
-                         amp=not args.no_amp, channels_last=not args.no_channels_last, compile=args.compile,
-                         loss=args.loss),
-        bench_render(args.image_size, device=args.device),
-    ]
-    table = format_table(results)
-    print(table)
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    import torch
+
+    from .bench import BenchSettings, format_report, run_bench
+
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    settings = BenchSettings(args.backbone, args.image_size, args.batch_size, args.device, args.steps, args.warmup,
+                             amp=not args.no_amp, channels_last=not args.no_channels_last, compile=args.compile,
+                             num_classes=args.classes)
+    methods = {"all": None, "none": []}.get(args.methods, _comma_list(args.methods))
+    tables = run_bench(settings, loss=args.loss, methods=methods, rounds=args.rounds, dataset=args.dataset,
+                       data_root=args.data_root, workers=args.workers, augment=_comma_list(args.augment))
+    report = format_report(tables, settings.dev)
+    print(report, end="")
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(table + "\n")
+        args.output.write_text(report)
+    return 0
+
+
+def _cmd_datasets(args: argparse.Namespace) -> int:
+    import yaml
+
+    from .data import DATASETS, build_dataset
+
+    if args.name is None:
+        print("\n".join(sorted(DATASETS)))
+        return 0
+    options = {}
+    for item in args.dataset_args:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--arg expects KEY=VALUE, got {item!r}")
+        options[key] = yaml.safe_load(value)
+    for split in args.split or ["train", "test"]:
+        dataset = build_dataset(args.name, split, root=args.root, n=0, **options)
+        labels = dataset.labels
+        print(json.dumps({"split": split, "images": len(dataset), "classes": len(dataset.classes),
+                          "positives_per_image": round(float((labels == 1).sum(1).float().mean()), 3),
+                          "unknown_share": round(float((labels == 0).float().mean()), 4),
+                          "first_classes": dataset.classes[:5], **getattr(dataset, "info", {})}))
     return 0
 
 
@@ -95,10 +147,7 @@ def main(argv: list[str] | None = None) -> int:
 
             print(apply_overrides(ExperimentConfig(), args.overrides).to_yaml(), end="")
             return 0
-        from .data import DATASETS
-
-        print("\n".join(sorted(DATASETS)))
-        return 0
+        return _cmd_datasets(args)
     except (ConfigError, FileNotFoundError, ValueError, TypeError) as err:
         # bad input of any kind: one line naming what was wrong, no traceback
         print(f"error: {err}", file=sys.stderr)
