@@ -33,17 +33,19 @@ class ConfigError(ValueError):
 class DataConfig:
     """Which data, at what size, with which label protocol on the training labels."""
 
-    dataset: str = "shapescenes"
+    dataset: str = "shapescenes"  # see mlrobust.data.DATASETS (python -m mlrobust datasets)
     root: str | None = None  # folder of a real dataset on disk (never downloaded)
+    dataset_args: dict[str, Any] = field(default_factory=dict)  # loader options, e.g. {"keep_empty": false}
     image_size: int = 32
-    n_train: int = 4000  # embedded benchmark sizes (real datasets use their own splits)
+    # benchmark sizes; on a real dataset a seeded subset of the split, 0 = the whole split
+    n_train: int = 4000
     n_val: int = 0
     n_test: int = 2000
     seed: int = 0  # the dataset seed
     protocol: str = "full"  # see mlrobust.experiments.PROTOCOLS
     protocol_args: dict[str, Any] = field(default_factory=dict)
     protocol_seed: int = 0
-    augment: str = "flip"  # "none" or "flip" (random horizontal flip)
+    augment: str = "flip"  # "none", "flip", "weak" or "strong" (see mlrobust.data.augment)
     num_workers: int = 0  # DataLoader workers for datasets read from disk
     cache: bool | None = None  # keep rendered images in memory; None: when they fit in 1 GiB
 
@@ -51,7 +53,8 @@ class DataConfig:
         _check(self.image_size >= 16, "data.image_size", self.image_size, ">= 16")
         for name in ("n_train", "n_val", "n_test", "num_workers"):
             _check(getattr(self, name) >= 0, f"data.{name}", getattr(self, name), ">= 0")
-        _check(self.augment in ("none", "flip"), "data.augment", self.augment, "'none' or 'flip'")
+        _check(self.augment in ("none", "flip", "weak", "strong"), "data.augment", self.augment,
+               "'none', 'flip', 'weak' or 'strong'")
 
 
 @dataclass

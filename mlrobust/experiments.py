@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from . import labels as label_protocols
 from . import losses
 from .config import ConfigError, DataConfig, ExperimentConfig, TrainConfig
-from .data import DataSplits, build_dataset
+from .data import DATASETS, DataSplits, build_dataset
 from .engine import Method, SupervisedMethod, Trainer, environment_report
 from .engine.checkpoint import atomic_save, atomic_write_text, load_checkpoint
 from .models import MultiLabelNet, create_backbone, create_head, create_model, create_refine
@@ -101,12 +101,30 @@ register_method("supervised", _supervised)
 register_method("curriculum", _curriculum)
 
 
+def _check_dataset_args(cfg: DataConfig) -> None:
+    try:
+        params = inspect.signature(DATASETS.lookup(cfg.dataset)).parameters
+    except ValueError as err:
+        raise ConfigError(f"data.dataset: {err}") from None
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return
+    valid = [p for p in params if p not in ("split", "root", "image_size", "n", "seed", "cache")]
+    unknown = sorted(set(cfg.dataset_args) - set(valid))
+    if unknown:
+        raise ConfigError(f"data.dataset_args {unknown} not accepted by dataset {cfg.dataset!r}; valid: {valid}")
+
+
 def build_data(cfg: DataConfig) -> DataSplits:
     """The train / (val) / test splits named by a :class:`DataConfig`."""
-    common = {"root": cfg.root, "image_size": cfg.image_size, "seed": cfg.seed, "cache": cfg.cache}
+    _check_dataset_args(cfg)
+    common = {"root": cfg.root, "image_size": cfg.image_size, "seed": cfg.seed, "cache": cfg.cache,
+              **cfg.dataset_args}
     train = build_dataset(cfg.dataset, "train", n=cfg.n_train, **common)
     test = build_dataset(cfg.dataset, "test", n=cfg.n_test, **common)
     val = build_dataset(cfg.dataset, "val", n=cfg.n_val, **common) if cfg.n_val > 0 else None
+    for name, split in (("test", test), ("val", val)):
+        if split is not None and list(split.classes) != list(train.classes):
+            raise ConfigError(f"{cfg.dataset}: the {name} split's classes differ from the train split's")
     return DataSplits(train=train, test=test, val=val)
 
 

@@ -1,0 +1,169 @@
+"""Bring your own data: image files listed in a CSV or JSON-lines file with their labels.
+
+``root`` holds one annotation file per split, ``train.csv`` / ``test.csv`` / ``val.csv`` (or
+``.jsonl``), and optionally ``classes.txt`` (one class name per line, the column order).
+``file=PATH`` reads one file for any split instead. Image paths are relative to the
+annotation file's folder (absolute paths work too). Four forms are read:
+
+* CSV, one column per class: header ``image,cat,dog,...``; cells 1 (present), -1 (absent),
+  0 or empty (unknown)::
+
+      image,cat,dog,car
+      img/0001.jpg,1,-1,
+      img/0002.jpg,-1,1,1
+
+* CSV, a list of positives: header ``image,labels``; ``labels`` holds the present classes
+  separated by ``;``, every other class is absent::
+
+      image,labels
+      img/0001.jpg,cat;car
+
+* JSON lines with a dict (unlisted classes unknown) or a list of positives (others absent)::
+
+      {"image": "img/0001.jpg", "labels": {"cat": 1, "dog": -1}}
+      {"image": "img/0002.jpg", "labels": ["dog", "car"]}
+
+Classes come from ``classes=``, else ``classes.txt``, else the CSV header, else the sorted
+set of names over every split file in ``root`` (so all splits share one column order).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+from ..registry import register_dataset
+from ._files import DatasetFormatError, ImageFiles, label_matrix, read_lines, require_dir, require_file
+
+__all__ = ["read_label_file"]
+
+_SPLIT_FILES = ("train", "val", "test")
+_CELL = {"1": 1, "1.0": 1, "-1": -1, "-1.0": -1, "0": 0, "0.0": 0, "": 0}
+
+Record = tuple[str, dict[str, int] | list[str]]
+
+
+def _read_csv(path: Path) -> tuple[list[Record], list[str] | None]:
+    """Records and, for the one-column-per-class form, the header's class names."""
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if not header or header[0].strip() != "image" or len(header) < 2:
+            raise DatasetFormatError(f"{path}: the header must start with 'image' followed by class columns "
+                                     f"or a 'labels' column, got {header}")
+        listed = [h.strip() for h in header[1:]] == ["labels"]
+        records: list[Record] = []
+        for row in reader:
+            if not row:
+                continue
+            line = reader.line_num
+            if len(row) != len(header):
+                raise DatasetFormatError(f"{path}, line {line}: {len(row)} cells, the header has {len(header)}")
+            if listed:
+                records.append((row[0], [c.strip() for c in row[1].split(";") if c.strip()]))
+                continue
+            bad = [c for c in row[1:] if c.strip() not in _CELL]
+            if bad:
+                raise DatasetFormatError(f"{path}, line {line}: label cells must be 1, -1, 0 or empty, got {bad[0]!r}")
+            records.append((row[0], {h.strip(): _CELL[c.strip()] for h, c in zip(header[1:], row[1:])}))
+    return records, None if listed else [h.strip() for h in header[1:]]
+
+
+def _read_jsonl(path: Path) -> list[Record]:
+    records: list[Record] = []
+    with open(path, encoding="utf-8") as f:
+        for line, text in enumerate(f, 1):
+            if not text.strip():
+                continue
+            try:
+                item = json.loads(text)
+            except json.JSONDecodeError as err:
+                raise DatasetFormatError(f"{path}, line {line}: not valid JSON ({err})") from None
+            labels = item.get("labels") if isinstance(item, dict) else None
+            if not isinstance(item, dict) or not isinstance(item.get("image"), str) \
+                    or not isinstance(labels, dict | list):
+                raise DatasetFormatError(f"{path}, line {line}: expected {{\"image\": PATH, \"labels\": "
+                                         "{NAME: 1|-1|0, ...} or [NAME, ...]}")
+            if isinstance(labels, dict) and any(v not in (1, -1, 0) for v in labels.values()):
+                raise DatasetFormatError(f"{path}, line {line}: label values must be 1, -1 or 0, got {labels}")
+            records.append((item["image"], labels))
+    return records
+
+
+def read_label_file(path: Path) -> tuple[list[Record], list[str] | None]:
+    """The records of a CSV or JSON-lines annotation file (and the CSV header's classes)."""
+    require_file(path, "annotation file")
+    if path.suffix == ".csv":
+        return _read_csv(path)
+    if path.suffix in (".jsonl", ".json"):
+        return _read_jsonl(path), None
+    raise DatasetFormatError(f"{path}: annotation files must end in .csv or .jsonl")
+
+
+def _names(records: list[Record]) -> set[str]:
+    return {name for _, labels in records for name in labels}
+
+
+def _labels(records: list[Record], classes: list[str], path: Path) -> Any:
+    column = {c: j for j, c in enumerate(classes)}
+    unknown = sorted(_names(records) - set(column))
+    if unknown:
+        raise DatasetFormatError(f"{path}: unknown class(es) {unknown[:5]}; the classes are {classes[:20]}")
+    rows, cols, vals, listed = [], [], [], []
+    for i, (_, labels) in enumerate(records):
+        if isinstance(labels, list):
+            listed.append(i)
+            items = [(name, 1) for name in labels]
+        else:
+            items = list(labels.items())
+        rows += [i] * len(items)
+        cols += [column[name] for name, _ in items]
+        vals += [v for _, v in items]
+    y = label_matrix(len(records), len(classes), rows, cols, vals, fill=0)
+    if listed:  # a list of positives says every other class is absent
+        y[listed] = y[listed].masked_fill(y[listed] == 0, -1)
+    return y
+
+
+def _split_file(root: Path, split: str) -> Path:
+    for suffix in (".csv", ".jsonl"):
+        if (root / f"{split}{suffix}").is_file():
+            return root / f"{split}{suffix}"
+    raise DatasetFormatError(f"folder dataset: neither {root / (split + '.csv')} nor {root / (split + '.jsonl')} "
+                             "exists (or pass file=PATH)")
+
+
+def _classes(root: Path, classes: list[str] | str | None, header: list[str] | None) -> list[str]:
+    if isinstance(classes, list):
+        return list(classes)
+    if isinstance(classes, str):
+        return read_lines(Path(classes), "class list")
+    if (root / "classes.txt").is_file():
+        return read_lines(root / "classes.txt", "class list")
+    if header is not None:
+        return header
+    names: set[str] = set()
+    for split in _SPLIT_FILES:
+        for suffix in (".csv", ".jsonl"):
+            if (root / f"{split}{suffix}").is_file():
+                names |= _names(read_label_file(root / f"{split}{suffix}")[0])
+    return sorted(names)
+
+
+@register_dataset("folder")
+def folder(split: str, *, root: str | Path | None, image_size: int = 224, n: int | None = None, seed: int = 0,
+           cache: bool | None = None, file: str | None = None, classes: list[str] | str | None = None,
+           bad_images: str = "error") -> ImageFiles:
+    """Your own images and labels; see the module docstring for the formats."""
+    if root is None and file is None:
+        raise ValueError("folder needs data.root (holding train.csv, test.csv, ...) or file=PATH")
+    root = require_dir(Path(root), "folder dataset root") if root is not None else Path(file).parent
+    path = Path(file) if file else _split_file(root, split)
+    records, header = read_label_file(path)
+    names = _classes(root, classes, header)
+    labels = _labels(records, names, path)
+    base = path.parent
+    return ImageFiles(f"folder/{path.name}", [base / p for p, _ in records], labels, names, image_size=image_size,
+                      bad_images=bad_images, n=n, seed=seed, info={"file": str(path)})
