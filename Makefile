@@ -17,6 +17,8 @@ CHAPTER ?=
 DATASET ?= shapescenes
 DATA_ROOT ?=
 DEVICE ?= auto
+WEIGHTS ?=
+SCALE ?= full
 
 .PHONY: help env book test test-oldest lab full bench refresh clean
 
@@ -24,8 +26,9 @@ help:
 	@echo "make book     set up, execute every chapter (quick scale), build _build/html"
 	@echo "make test     set up, run all tests (unit, property, integration, nbval)"
 	@echo "make lab      open the chapters in JupyterLab"
-	@echo "make full CHAPTER=ch01_problem DATASET=coco DATA_ROOT=/data/coco   run a chapter at full scale"
-	@echo "make bench    write the performance table to _build/bench.md"
+	@echo "make full CHAPTER=ch01_problem DATASET=coco DATA_ROOT=/data/coco [WEIGHTS=resnet101.safetensors]"
+	@echo "              run a chapter at full scale (SCALE=smoke: a seconds-long check of the same path)"
+	@echo "make bench    write the performance record (training, inference, loading, method ratios) to _build/bench.md"
 	@echo "make refresh  re-execute the committed chapters in place (a deliberate step)"
 	@echo "make test-oldest  unit tests against the oldest versions pyproject.toml allows (torch 2.4, ...)"
 
@@ -56,9 +59,9 @@ lab: env
 	$(VENV)/bin/jupyter lab book/
 
 full: env
-	@test -n "$(CHAPTER)" || { echo "usage: make full CHAPTER=<name> [DATASET=coco DATA_ROOT=/path DEVICE=cuda]"; exit 2; }
-	MLROBUST_PROGRESS=0 $(PY) tools/build_book.py --scale full --chapter $(CHAPTER) --dataset $(DATASET) \
-		--data-root "$(DATA_ROOT)" --device $(DEVICE)
+	@test -n "$(CHAPTER)" || { echo "usage: make full CHAPTER=<name> [DATASET=coco DATA_ROOT=/path DEVICE=cuda WEIGHTS=file SCALE=full|smoke]"; exit 2; }
+	MLROBUST_PROGRESS=0 $(PY) tools/build_book.py --scale $(SCALE) --chapter $(CHAPTER) --dataset $(DATASET) \
+		--data-root "$(DATA_ROOT)" --device $(DEVICE) --weights "$(WEIGHTS)"
 
 bench: env
 	mkdir -p _build

@@ -11,6 +11,8 @@ import jupytext
 import pytest
 import yaml
 
+from mlrobust.data import DATASETS
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -57,9 +59,13 @@ def test_parameters_cell_and_params_file(notebook: Path) -> None:
         names += [t.id for t in node.targets]
     assert "scale" in names
     presets = yaml.safe_load((ROOT / "book" / "params" / f"{notebook.stem}.yaml").read_text())
-    assert {"quick", "full"} <= set(presets)
+    per_dataset = presets.pop("datasets", None) or {}
+    assert {"quick", "full", "smoke"} <= set(presets)
     for scale, values in presets.items():
         assert set(values) == set(names) - {"scale"}, f"params/{notebook.stem}.yaml [{scale}] disagrees"
+    for dataset, overrides in per_dataset.items():
+        assert dataset in DATASETS, f"params/{notebook.stem}.yaml [datasets] names unknown dataset {dataset!r}"
+        assert set(overrides) <= set(names) - {"scale"}, f"params/{notebook.stem}.yaml [datasets][{dataset}]"
 
 
 @pytest.mark.parametrize("notebook", CHAPTERS, ids=lambda p: p.stem)

@@ -88,11 +88,13 @@ def build_html() -> None:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--in-place", action="store_true", help="re-execute book/*.ipynb in place (refresh outputs)")
-    p.add_argument("--scale", choices=("quick", "full"), default="quick")
+    p.add_argument("--scale", choices=("quick", "full", "smoke"), default="quick",
+                   help="quick: the book; full: a chapter at the paper's scale; smoke: the full path in seconds")
     p.add_argument("--chapter", help="only this chapter (file name without .ipynb)")
     p.add_argument("--dataset")
     p.add_argument("--data-root")
     p.add_argument("--device")
+    p.add_argument("--weights", help="local pretrained weights of the chapter's backbone")
     args = p.parse_args()
     os.environ.setdefault("MLROBUST_PROGRESS", "0")
 
@@ -102,10 +104,10 @@ def main() -> int:
         if not chapters:
             raise SystemExit(f"no chapter named {args.chapter!r}; chapters: {[c.stem for c in toc_chapters()]}")
     params: dict = {}
-    if args.scale == "full":
-        params["scale"] = "full"
+    if args.scale != "quick":
+        params["scale"] = args.scale
         params.update({k: v for k, v in (("dataset", args.dataset), ("data_root", args.data_root),
-                                          ("device", args.device)) if v})
+                                          ("device", args.device), ("weights", args.weights)) if v})
 
     times = {}
     if args.in_place:
@@ -119,8 +121,8 @@ def main() -> int:
                 print(f"{nb.stem} failed; {nb.relative_to(ROOT)} is unchanged, the failed run is {work}")
                 raise
             shutil.copyfile(work, nb)
-    elif args.scale == "full":
-        out = BUILD / "full"
+    elif args.scale != "quick":
+        out = BUILD / args.scale
         for nb in chapters:
             # run from the chapter's folder (it reads params/), write runs under _build/full
             write_from_source(nb, out / nb.name)
