@@ -41,7 +41,7 @@ def resolve_parameters(chapter: str, scale: str, given: dict[str, Any], params_d
                          f"only in the file {missing}, only in the notebook {extra}")
     if scale == "full":
         dataset = given.get("dataset") or preset.get("dataset")
-        overrides = per_dataset.get(dataset, {})
+        overrides = per_dataset.get(dataset) or {}
         unknown = sorted(set(overrides) - set(preset))
         if unknown:
             raise ValueError(f"{path} [datasets][{dataset}] sets unknown parameters {unknown}")

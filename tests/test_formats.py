@@ -82,7 +82,10 @@ def test_missing_and_corrupt_images_error_or_skip(tmp_path: Path) -> None:
     (tmp_path / "val2014" / "COCO_val2014_5.jpg").unlink()
     with pytest.raises(DatasetFormatError, match="COCO_val2014_5.jpg"):
         build_dataset("coco", "test", root=tmp_path, image_size=16)
-    (tmp_path / "val2014" / "COCO_val2014_3.jpg").write_bytes(b"\xff\xd8 truncated")
+    noisy = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    Image.fromarray(noisy).save(tmp_path / "val2014" / "COCO_val2014_3.jpg", quality=95)
+    whole = (tmp_path / "val2014" / "COCO_val2014_3.jpg").read_bytes()
+    (tmp_path / "val2014" / "COCO_val2014_3.jpg").write_bytes(whole[: len(whole) // 2])  # truncated
     ds = build_dataset("coco", "test", root=tmp_path, image_size=16, bad_images="skip")
     assert len(ds) == 1 and ds.info["skipped"] == 2 and ds.labels.tolist() == [[-1, 1, -1]]
     assert {p.name for p in ds.skipped} == {"COCO_val2014_3.jpg", "COCO_val2014_5.jpg"}
@@ -182,6 +185,11 @@ def test_openimages_confidence_and_unknowns(tmp_path: Path) -> None:
     ds = build_dataset("openimages", "val", root=tmp_path, image_size=8)
     assert ds.classes == ["Cat", "Dog", "Car", "Tree"] and ds.mids == ["/m/01", "/m/02", "/m/03", "/m/04"]
     assert ds.labels.tolist() == [[-1, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, -1]]
+    (tmp_path / "test-annotations-human-imagelabels.csv").write_text(
+        "ImageID,Source,LabelName,Confidence\nzzz,verification,/m/03,1\n")
+    _image(tmp_path / "test" / "zzz.jpg")
+    test = build_dataset("openimages", "test", root=tmp_path, image_size=8)
+    assert test.classes == ds.classes and test.labels.tolist() == [[0, 0, 1, 0]]  # same columns as val
     sub = build_dataset("openimages", "val", root=tmp_path, image_size=8, classes=["Dog", "/m/03"])
     assert sub.classes == ["Dog", "Car"] and sub.labels.tolist() == [[1, 0], [0, 1]]  # ccc has no label left
     with pytest.raises(DatasetFormatError, match="Unicorn"):
@@ -329,6 +337,17 @@ def test_folder_csv_forms_and_jsonl(tmp_path: Path) -> None:
     (tmp_path / "test.jsonl").write_text('{"image": "img/a.png"}\n')
     with pytest.raises(DatasetFormatError, match=r"test.jsonl, line 1: expected"):
         build_dataset("folder", "test", root=tmp_path, image_size=8)
+
+
+def test_folder_splits_share_the_train_header_order(tmp_path: Path) -> None:
+    """The README's example: a one-column-per-class train.csv and a list-form test.csv."""
+    for name in ("a", "b"):
+        _image(tmp_path / "img" / f"{name}.jpg")
+    (tmp_path / "train.csv").write_text("image,cat,dog,car\nimg/a.jpg,1,-1,\n")
+    (tmp_path / "test.csv").write_text("image,labels\nimg/b.jpg,car;cat\n")
+    splits = build_data(DataConfig(dataset="folder", root=str(tmp_path), image_size=16, n_train=0, n_test=0))
+    assert splits.train.classes == splits.test.classes == ["cat", "dog", "car"]
+    assert splits.test.labels.tolist() == [[1, -1, 1]]
 
 
 def test_build_data_on_a_folder_dataset_and_bad_args(tmp_path: Path) -> None:

@@ -491,7 +491,7 @@ print(f"{sum(map(len, results.values()))} runs, {train_seconds:.0f} s of trainin
 
 # %%
 table_rows = [[s, fmt_mean_std(v), " ".join(f"{x:.1f}" for x in v)] for s, v in results.items()]
-header = (f"setting ({P['dataset']}, {P['image_size']} px, {P['n_train']} training images, "
+header = (f"setting ({P['dataset']}, {P['image_size']} px, {len(splits.train)} training images, "
           f"{P['n_seeds']} seeds)")
 display(markdown_table([header, "test mAP (%)", "per seed"], table_rows))
 

@@ -511,8 +511,8 @@ claims.check(mean_std(metric(("GALC-SLR, small gold", ETA)))[0] < mean_std(metri
 # paper's 80 epochs leave it the time).
 
 # %%
-memo_train = Subset(images.train, torch.arange(min(P["memo_n_train"], len(images.train))))
-multi = torch.nonzero((images.test.labels == 1).sum(1) >= 2)[:, 0][: P["memo_n_test"]]
+memo_train = Subset(images.train, torch.arange(min(P["memo_n_train"] or len(images.train), len(images.train))))
+multi = torch.nonzero((images.test.labels == 1).sum(1) >= 2)[:, 0][: P["memo_n_test"] or None]  # 0: all
 memo_test = Subset(images.test, multi)
 memo_split = pene_split(memo_train.labels, P["gold_fraction"], seed=0)
 memo_noisy, _ = labels.symmetric_noise(memo_train.labels[memo_split.silver], ETA, seed=0)

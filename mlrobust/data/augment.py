@@ -3,8 +3,8 @@
 A whole batch is transformed at once (one ``grid_sample`` for the crops, tensor arithmetic
 for the rest), on the GPU when the batch is there, so augmentation never waits on CPU
 workers. The random parameters of every sample are drawn on a CPU generator (from the run's
-seed, epoch and step), so the same batch gets the same augmentation after a resume and on
-any device.
+seed, the epoch and the process rank), so the same batch gets the same augmentation after a
+resume and on any device.
 
 Two pipelines for consistency training (weak and strong views of the same image, as in
 FixMatch-style self-training and the saliency-regularisation paper):
@@ -12,6 +12,10 @@ FixMatch-style self-training and the saliency-regularisation paper):
 * ``"weak"``: horizontal flip and a mild random resized crop (area 70-100 %);
 * ``"strong"``: flip, a strong random resized crop (area 35-100 %, aspect 3/4-4/3), colour
   jitter (brightness, contrast, saturation, +-40 %) and random erasing (p = 0.5).
+
+The colour jitter is simpler than torchvision's ``ColorJitter``: the three factors apply in a
+fixed order, contrast around the image's mean over all channels (not its grey mean), with a
+single clamp to [0, 1] at the end.
 """
 
 from __future__ import annotations

@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 from .. import metrics
 from .._validate import check_labels
 from ..config import TrainConfig
+from ..data.augment import POLICIES
 from .batches import Batch, BatchLoader, Preprocess, epoch_augmentation, epoch_order, split_batches
 from .checkpoint import atomic_save, atomic_write_text, load_checkpoint
 from .distributed import all_mean, dist_info, gather_by_index
@@ -176,11 +177,13 @@ class Trainer:
         self.train_set, self.val_set = train_set, val_set
         self.train_labels = train_labels.to(self.device, torch.int8).clone()
         self.run_dir = Path(run_dir) if run_dir is not None else None
+        if augment != "none" and augment not in POLICIES:
+            raise ValueError(f"augment must be 'none' or one of {sorted(POLICIES)}, got {augment!r}")
         self.augment = augment
         self.loader = BatchLoader(train_set, self.device, num_workers)
         if getattr(train_set, "kind", "images") == "features":
             # precomputed feature maps go to the head as they are
-            self.preprocess = lambda x, flip=None: x
+            self.preprocess = lambda x, augment=None: x
             self.augment = "none"
         else:
             self.preprocess = Preprocess(self.device, channels_last=self.device.type == "cuda" and config.channels_last)

@@ -71,7 +71,7 @@ def _unpickle(path: Path) -> dict[str, Any]:
     try:
         with open(path, "rb") as f:
             data = SafeUnpickler(f, encoding="latin1").load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as err:
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, ImportError, AttributeError) as err:
         raise DatasetFormatError(f"{path}: not a CIFAR-10 python batch ({err})") from None
     if not isinstance(data, dict):
         raise DatasetFormatError(f"{path}: expected a pickled dict, got {type(data).__name__}")
@@ -102,8 +102,9 @@ def read_cifar_python(path: Path) -> tuple[np.ndarray, Tensor]:
 
 
 def _check_targets(targets: Tensor, num_classes: int, where: Path) -> None:
-    if len(targets) and (targets.min() < 0 or targets.max() >= num_classes):
-        raise DatasetFormatError(f"{where}: class index {int(targets.max())} outside 0..{num_classes - 1}")
+    bad = targets[(targets < 0) | (targets >= num_classes)]
+    if len(bad):
+        raise DatasetFormatError(f"{where}: class index {int(bad[0])} outside 0..{num_classes - 1}")
 
 
 @register_dataset("cifar10")

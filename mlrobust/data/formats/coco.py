@@ -26,7 +26,8 @@ from typing import Any
 import torch
 
 from ..registry import register_dataset
-from ._files import DatasetFormatError, ImageFiles, dataset_root, label_matrix, require_file
+from ._files import (DatasetFormatError, ImageFiles, dataset_root, drop_unlabelled, first_existing, label_matrix,
+                     require_file)
 
 __all__ = ["coco_labels", "COCO_SPLITS"]
 
@@ -68,18 +69,8 @@ def coco_labels(annotation_file: Path, keep_empty: bool = True) -> tuple[list[st
     names = [im["file_name"] for im in images]
     dropped = 0
     if not keep_empty:
-        has = (labels == 1).any(1)
-        dropped = int((~has).sum())
-        names = [n for n, k in zip(names, has.tolist()) if k]
-        labels = labels[has]
+        names, labels, dropped = drop_unlabelled(names, labels)
     return names, labels, [c["name"] for c in categories], dropped
-
-
-def _image_folder(root: Path, folder: str) -> Path:
-    for candidate in (root / folder, root / "images" / folder):
-        if candidate.is_dir():
-            return candidate
-    raise DatasetFormatError(f"COCO: image folder {root / folder} (or {root / 'images' / folder}) does not exist")
 
 
 @register_dataset("coco")
@@ -90,7 +81,7 @@ def coco(split: str, *, root: str | Path | None, image_size: int = 448, n: int |
     root = dataset_root("coco", root, split, COCO_SPLITS, "the folder holding annotations/ and train2014/, val2014/")
     folder = COCO_SPLITS[split]
     names, labels, classes, dropped = coco_labels(root / "annotations" / f"instances_{folder}.json", keep_empty)
-    images = _image_folder(root, folder)
+    images = first_existing([root / folder, root / "images" / folder], "COCO images", "folder")
     return ImageFiles(f"coco/{folder}", [images / f for f in names], labels, classes, image_size=image_size,
                       bad_images=bad_images, n=n, seed=seed,
                       info={"keep_empty": keep_empty, "dropped_without_annotations": dropped})

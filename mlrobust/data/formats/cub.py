@@ -19,12 +19,13 @@ field; only the first four fields are read. Annotators marked some attributes "n
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from ..registry import register_dataset
-from ._files import DatasetFormatError, ImageFiles, dataset_root, read_lines, require_file
+from ._files import DatasetFormatError, ImageFiles, dataset_root, first_existing, read_lines, require_file
 
 __all__ = ["cub_attributes"]
 
@@ -36,6 +37,12 @@ def _table(path: Path, what: str, fields: int) -> list[list[str]]:
         if len(row) < fields:
             raise DatasetFormatError(f"{path}, line {line}: expected {fields} fields ({what}), got {row}")
     return rows
+
+
+def _id_table(path: Path, what: str, int_values: bool = False) -> list[tuple[int, Any]]:
+    """Rows ``<integer id> <value>`` of a CUB text file (values as integers if asked)."""
+    rows = _table(path, what, 2)
+    return [(_int(path, line, i), _int(path, line, v) if int_values else v) for line, (i, v) in enumerate(rows, 1)]
 
 
 def _int(path: Path, line: int, value: str) -> int:
@@ -74,10 +81,9 @@ def cub_attributes(cub: Path, not_visible: str = "absent") -> tuple[Tensor, Tens
 
 
 def _attribute_names(cub: Path) -> list[str]:
-    for path in (cub / "attributes" / "attributes.txt", cub / "attributes.txt", cub.parent / "attributes.txt"):
-        if path.is_file():
-            return [row[1] for row in _table(path, "CUB attribute names", 2)]
-    raise DatasetFormatError(f"CUB: attributes.txt not found in {cub / 'attributes'}, {cub} or {cub.parent}")
+    path = first_existing([cub / "attributes" / "attributes.txt", cub / "attributes.txt",
+                           cub.parent / "attributes.txt"], "CUB attribute names")
+    return [row[1] for row in _table(path, "CUB attribute names", 2)]
 
 
 @register_dataset("cub")
@@ -86,9 +92,9 @@ def cub(split: str, *, root: str | Path | None, image_size: int = 448, n: int | 
     """CUB-200-2011 attributes, ``split`` in train / test (the official split)."""
     root = dataset_root("cub", root, split, ("train", "test"), "the CUB_200_2011 folder or its parent")
     cub_dir = root / "CUB_200_2011" if (root / "CUB_200_2011").is_dir() else root
-    images = {int(i): name for i, name in _table(cub_dir / "images.txt", "CUB image list", 2)}
-    species = {int(i): int(c) for i, c in _table(cub_dir / "image_class_labels.txt", "CUB image classes", 2)}
-    is_train = {int(i): t == "1" for i, t in _table(cub_dir / "train_test_split.txt", "CUB split", 2)}
+    images = {i: name for i, name in _id_table(cub_dir / "images.txt", "CUB image list")}
+    species = dict(_id_table(cub_dir / "image_class_labels.txt", "CUB image classes", int_values=True))
+    is_train = {i: t == "1" for i, t in _id_table(cub_dir / "train_test_split.txt", "CUB split")}
     class_names = [name for _, name in _table(cub_dir / "classes.txt", "CUB class names", 2)]
     labels, ids = cub_attributes(cub_dir, not_visible)
     names = _attribute_names(cub_dir)

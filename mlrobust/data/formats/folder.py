@@ -23,8 +23,9 @@ annotation file's folder (absolute paths work too). Four forms are read:
       {"image": "img/0001.jpg", "labels": {"cat": 1, "dog": -1}}
       {"image": "img/0002.jpg", "labels": ["dog", "car"]}
 
-Classes come from ``classes=``, else ``classes.txt``, else the CSV header, else the sorted
-set of names over every split file in ``root`` (so all splits share one column order).
+Classes come from ``classes=``, else ``classes.txt``, else the header of a one-column-per-class
+``train.csv``, else the sorted set of names over every split file in ``root``: all splits
+share one column order.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from ..registry import register_dataset
-from ._files import DatasetFormatError, ImageFiles, label_matrix, read_lines, require_dir, require_file
+from ._files import DatasetFormatError, ImageFiles, first_existing, label_matrix, read_lines, require_dir, require_file
 
 __all__ = ["read_label_file"]
 
@@ -127,29 +128,30 @@ def _labels(records: list[Record], classes: list[str], path: Path) -> Any:
     return y
 
 
-def _split_file(root: Path, split: str) -> Path:
-    for suffix in (".csv", ".jsonl"):
-        if (root / f"{split}{suffix}").is_file():
-            return root / f"{split}{suffix}"
-    raise DatasetFormatError(f"folder dataset: neither {root / (split + '.csv')} nor {root / (split + '.jsonl')} "
-                             "exists (or pass file=PATH)")
+def _split_files(root: Path) -> list[Path]:
+    return [root / f"{split}{suffix}" for split in _SPLIT_FILES for suffix in (".csv", ".jsonl")
+            if (root / f"{split}{suffix}").is_file()]
 
 
-def _classes(root: Path, classes: list[str] | str | None, header: list[str] | None) -> list[str]:
+def _classes(root: Path, classes: list[str] | str | None, path: Path, records: list[Record],
+             header: list[str] | None) -> list[str]:
+    """One column order for every split of ``root``: ``classes``, else ``classes.txt``, else
+    the header of a one-column-per-class ``train.csv``, else the sorted names of all split
+    files (a lone ``file=`` outside them: the header of that file, else its sorted names)."""
     if isinstance(classes, list):
         return list(classes)
     if isinstance(classes, str):
         return read_lines(Path(classes), "class list")
     if (root / "classes.txt").is_file():
         return read_lines(root / "classes.txt", "class list")
-    if header is not None:
-        return header
-    names: set[str] = set()
-    for split in _SPLIT_FILES:
-        for suffix in (".csv", ".jsonl"):
-            if (root / f"{split}{suffix}").is_file():
-                names |= _names(read_label_file(root / f"{split}{suffix}")[0])
-    return sorted(names)
+    files = _split_files(root)
+    if path not in files:
+        return header if header is not None else sorted(_names(records))
+    if root / "train.csv" in files:
+        train_header = read_label_file(root / "train.csv")[1]
+        if train_header is not None:
+            return train_header
+    return sorted(set().union(*(_names(read_label_file(f)[0]) for f in files)))
 
 
 @register_dataset("folder")
@@ -160,9 +162,10 @@ def folder(split: str, *, root: str | Path | None, image_size: int = 224, n: int
     if root is None and file is None:
         raise ValueError("folder needs data.root (holding train.csv, test.csv, ...) or file=PATH")
     root = require_dir(Path(root), "folder dataset root") if root is not None else Path(file).parent
-    path = Path(file) if file else _split_file(root, split)
+    path = Path(file) if file else first_existing([root / f"{split}.csv", root / f"{split}.jsonl"],
+                                                   "folder dataset annotations (or pass file=PATH)")
     records, header = read_label_file(path)
-    names = _classes(root, classes, header)
+    names = _classes(root, classes, path, records, header)
     labels = _labels(records, names, path)
     base = path.parent
     return ImageFiles(f"folder/{path.name}", [base / p for p, _ in records], labels, names, image_size=image_size,

@@ -26,7 +26,8 @@ from pathlib import Path
 import torch
 
 from ..registry import register_dataset
-from ._files import DatasetFormatError, ImageFiles, dataset_root, label_matrix, read_lines, read_rows
+from ._files import (DatasetFormatError, ImageFiles, dataset_root, drop_unlabelled, label_matrix, read_lines,
+                     read_rows)
 
 __all__ = ["nuswide_official", "nuswide_csv"]
 
@@ -49,9 +50,12 @@ def nuswide_official(root: Path, split: str) -> tuple[list[Path], torch.Tensor, 
     for concept in concepts:
         path = root / "Groundtruth" / "TrainTestLabels" / f"Labels_{concept}_{part}.txt"
         values = read_lines(path, f"NUS-WIDE labels of {concept!r}")
-        if len(values) != len(images) or any(v not in ("0", "1") for v in values):
-            raise DatasetFormatError(f"{path}: expected {len(images)} lines of 0 or 1 (one per image of "
-                                     f"{part}Imagelist.txt), got {len(values)} lines")
+        if len(values) != len(images):
+            raise DatasetFormatError(f"{path}: expected {len(images)} lines (one per image of "
+                                     f"{part}Imagelist.txt), got {len(values)}")
+        bad = next((i for i, v in enumerate(values) if v not in ("0", "1")), None)
+        if bad is not None:
+            raise DatasetFormatError(f"{path}, line {bad + 1}: expected 0 or 1, got {values[bad]!r}")
         columns.append(torch.tensor([v == "1" for v in values]))
     present = torch.stack(columns, 1) if columns else torch.zeros(len(images), 0, dtype=torch.bool)
     paths = [root / "Flickr" / Path(*line.replace("\\", "/").split("/")) for line in images]
@@ -102,8 +106,6 @@ def nuswide(split: str, *, root: str | Path | None, image_size: int = 448, n: in
         raise ValueError(f"nuswide layout must be 'auto', 'official' or 'csv', got {layout!r}")
     dropped = 0
     if not keep_empty:
-        has = (labels == 1).any(1)
-        dropped = int((~has).sum())
-        paths, labels = [p for p, k in zip(paths, has.tolist()) if k], labels[has]
+        paths, labels, dropped = drop_unlabelled(paths, labels)
     return ImageFiles(f"nuswide/{split}", paths, labels, concepts, image_size=image_size, bad_images=bad_images,
                       n=n, seed=seed, info={"layout": layout, "dropped_without_labels": dropped})

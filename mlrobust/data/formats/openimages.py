@@ -13,12 +13,13 @@ Layout under ``root`` (v4-v7 names; v3 keeps ``<split>/annotations-human.csv``):
     root/<split>/<ImageID>.jpg                                      (or root/images/<split>/...)
 
 ``split`` is train, val (``validation``) or test. ``labels_file`` and ``images`` override
-the file and folder. ``classes`` restricts the label set: a list of MIDs or display names,
-or a text file with one MID per line (such as v3's ``classes-trainable.txt``, the 5,000
-classes of the IMCL paper); by default every class with a verified label in the file, in
-class-description order. Only images with at least one verified label on those classes
-are kept. The label matrix is dense int8, so thousands of classes over millions of images
-need a class subset; the loader refuses matrices over ``max_label_bytes``.
+the file and folder. ``classes`` sets the label columns: a list of MIDs or display names, or a
+text file with one MID per line; by default v3's ``classes-trainable.txt`` (the 5,000
+classes of the IMCL paper) when ``root`` has it, else every class of the class descriptions
+(the same columns for every split). Only images with at least one verified label on those
+classes are kept; rows of other classes are skipped while the CSV is read. The label matrix
+is dense int8, so thousands of classes over millions of images need a class subset; the
+loader refuses matrices over ``max_label_bytes``.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from pathlib import Path
 import torch
 
 from ..registry import register_dataset
-from ._files import DatasetFormatError, ImageFiles, dataset_root, read_lines, read_rows, require_dir, require_file
+from ._files import (DatasetFormatError, ImageFiles, dataset_root, first_existing, read_lines, read_rows,
+                     require_dir, require_file)
 
 __all__ = ["openimages_labels", "class_descriptions"]
 
@@ -50,22 +52,19 @@ def class_descriptions(path: Path) -> dict[str, str]:
     return out
 
 
-def _find(root: Path, names: list[str], what: str) -> Path:
-    for name in names:
-        if (root / name).is_file():
-            return root / name
-    raise DatasetFormatError(f"Open Images: no {what} under {root}; looked for {names}")
-
-
 def _label_file(root: Path, folder: str) -> Path:
     names = [f"{folder}-annotations-human-imagelabels.csv", f"{folder}-annotations-human-imagelabels-boxable.csv",
              f"oidv6-{folder}-annotations-human-imagelabels.csv", f"{folder}/annotations-human.csv"]
-    return _find(root, names, f"human-verified labels of {folder}")
+    return first_existing([root / name for name in names], f"Open Images human-verified labels of {folder}")
 
 
-def _class_subset(classes: list[str] | str | None, names: dict[str, str]) -> list[str] | None:
+def _class_subset(classes: list[str] | str | None, names: dict[str, str], root: Path) -> list[str]:
+    """The MIDs of the label columns. By default the trainable classes of ``root`` if it has a
+    ``classes-trainable.txt`` (v3), else every described class: a fixed set, so that every
+    split gets the same columns."""
     if classes is None:
-        return None
+        trainable = root / "classes-trainable.txt"
+        classes = str(trainable) if trainable.is_file() else list(names)
     wanted = read_lines(Path(classes), "Open Images class list") if isinstance(classes, str | Path) else list(classes)
     by_name = {v: k for k, v in names.items()}
     mids = [c if c in names else by_name.get(c, "") for c in wanted]
@@ -76,32 +75,26 @@ def _class_subset(classes: list[str] | str | None, names: dict[str, str]) -> lis
     return mids
 
 
-def openimages_labels(label_file: Path, names: dict[str, str], classes: list[str] | None,
+def openimages_labels(label_file: Path, names: dict[str, str], classes: list[str],
                       max_label_bytes: int) -> tuple[list[str], torch.Tensor, list[str]]:
     """(image ids, labels (N, C) in {1, 0, -1}, class MIDs) from a human-verified labels CSV."""
     images: dict[str, int] = {}
     rows: list[int] = []
     cols: list[int] = []
     vals: list[int] = []
-    column: dict[str, int] = {m: j for j, m in enumerate(classes)} if classes is not None else {}
+    column = {m: j for j, m in enumerate(classes)}
     for line, row in read_rows(label_file, "Open Images labels", ["ImageID", "LabelName", "Confidence"]):
         mid, conf = row["LabelName"], row["Confidence"].strip()
         if mid not in names:
             raise DatasetFormatError(f"{label_file}, line {line}: label {mid!r} is not in the class descriptions")
         if conf not in ("0", "1", "0.0", "1.0"):
             raise DatasetFormatError(f"{label_file}, line {line}: Confidence must be 0 or 1, got {conf!r}")
-        if classes is None:
-            column.setdefault(mid, len(column))
-        elif mid not in column:
+        if mid not in column:  # outside the class subset: not even kept in memory
             continue
         rows.append(images.setdefault(row["ImageID"], len(images)))
         cols.append(column[mid])
         vals.append(1 if conf.startswith("1") else -1)
-    mids = list(column)
-    if classes is None:  # class-description order, not first-seen order
-        order = [m for m in names if m in column]
-        remap = {column[m]: j for j, m in enumerate(order)}
-        cols, mids = [remap[c] for c in cols], order
+    mids = list(classes)
     if len(images) * len(mids) > max_label_bytes:
         raise DatasetFormatError(f"{label_file}: {len(images)} images x {len(mids)} classes would need "
                                  f"{len(images) * len(mids) / 2**30:.1f} GiB of labels; pass classes=[...] or a "
@@ -120,13 +113,13 @@ def openimages(split: str, *, root: str | Path | None, image_size: int = 224, n:
     """Open Images human-verified image-level labels, ``split`` in train / val / test."""
     root = dataset_root("openimages", root, split, SPLIT_FOLDERS, "the Open Images folder")
     folder = SPLIT_FOLDERS[split]
-    names = class_descriptions(_find(root, ["class-descriptions.csv", "oidv6-class-descriptions.csv",
-                                            "class-descriptions-boxable.csv"], "class descriptions"))
+    descriptions = [root / name for name in ("class-descriptions.csv", "oidv6-class-descriptions.csv",
+                                             "class-descriptions-boxable.csv")]
+    names = class_descriptions(first_existing(descriptions, "Open Images class descriptions"))
     label_file = Path(labels_file) if labels_file else _label_file(root, folder)
-    ids, labels, mids = openimages_labels(label_file, names, _class_subset(classes, names), max_label_bytes)
-    image_dir = Path(images) if images else next(
-        (d for d in (root / folder, root / "images" / folder) if d.is_dir()), root / folder)
-    require_dir(image_dir, f"Open Images {split} images")
+    ids, labels, mids = openimages_labels(label_file, names, _class_subset(classes, names, root), max_label_bytes)
+    image_dir = require_dir(Path(images), f"Open Images {split} images") if images else first_existing(
+        [root / folder, root / "images" / folder], f"Open Images {split} images", "folder")
     dataset = ImageFiles(f"openimages/{folder}", [image_dir / f"{i}.jpg" for i in ids], labels,
                          [names[m] for m in mids], image_size=image_size, bad_images=bad_images, n=n, seed=seed,
                          info={"label_file": str(label_file)})

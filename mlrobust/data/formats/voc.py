@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from ..registry import register_dataset
-from ._files import DatasetFormatError, ImageFiles, dataset_root, read_lines, require_file
+from ._files import DatasetFormatError, ImageFiles, dataset_root, first_existing, read_lines, require_file
 
 __all__ = ["VOC_CLASSES", "voc_labels"]
 
@@ -55,16 +55,13 @@ def voc_labels(voc: Path, image_set: str) -> tuple[list[str], torch.Tensor]:
             if name not in column:
                 raise DatasetFormatError(f"{xml_file}: unknown class {name!r}; expected one of {VOC_CLASSES}")
             (difficult if hard else present)[i, column[name]] = True
-    labels = torch.where(present, 1, torch.where(difficult, 0, -1)).to(torch.int8)
+    labels = torch.where(present, 1, torch.where(difficult, 0, -1)).to(torch.int8)  # present wins over difficult
     return ids, labels
 
 
 def _voc_folder(root: Path) -> Path:
-    for candidate in (root / "VOCdevkit" / "VOC2007", root / "VOC2007", root):
-        if (candidate / "Annotations").is_dir():
-            return candidate
-    raise DatasetFormatError(f"VOC 2007: no Annotations/ folder under {root}, {root / 'VOC2007'} "
-                             f"or {root / 'VOCdevkit' / 'VOC2007'}")
+    candidates = [root / "VOCdevkit" / "VOC2007", root / "VOC2007", root]
+    return first_existing([c / "Annotations" for c in candidates], "VOC 2007 annotations", "folder").parent
 
 
 @register_dataset("voc2007")
