@@ -355,7 +355,8 @@ def _check_policy(augment: str) -> None:
 
 def bench_loading(dataset: str = "shapescenes", batch_size: int = 64, num_workers: int = 0, device: str = "auto",
                   batches: int = 20, *, augment: str = "flip", warmup: int = 2, image_size: int = 32,
-                  data_root: str | None = None, split: str = "train", channels_last: bool = True) -> BenchResult:
+                  data_root: str | None = None, split: str = "train", channels_last: bool = True,
+                  dataset_args: dict[str, Any] | None = None) -> BenchResult:
     """Images per second of producing augmented, normalised batches on the device from
     ``dataset`` (any registered name, built with ``cache=False`` so reading or rendering is
     timed) through the project's :class:`BatchLoader` (``num_workers`` DataLoader workers
@@ -367,7 +368,8 @@ def bench_loading(dataset: str = "shapescenes", batch_size: int = 64, num_worker
     _check_policy(augment)
     dev = resolve_device(device)
     n = batch_size * (warmup + batches)
-    ds = build_dataset(dataset, split, root=data_root, image_size=image_size, n=n, seed=0, cache=False)
+    ds = build_dataset(dataset, split, root=data_root, image_size=image_size, n=n, seed=0, cache=False,
+                       **(dataset_args or {}))
     if len(ds) == 0:
         raise ValueError(f"dataset {dataset!r} ({split}) has no images to load")
     order = epoch_order(len(ds), 0, 0)
@@ -409,10 +411,11 @@ def _load_average() -> float | None:
 
 def run_bench(settings: BenchSettings | None = None, *, loss: str = "bce", methods: Sequence[str] | None = None,
               rounds: int = 3, dataset: str = "shapescenes", data_root: str | None = None, workers: int = 0,
-              augment: Sequence[str] = ("none", "flip", "weak", "strong")) -> list[BenchTable]:
+              augment: Sequence[str] = ("none", "flip", "weak", "strong"),
+              dataset_args: dict[str, Any] | None = None) -> list[BenchTable]:
     """The whole record: training and inference, data loading (one row per policy in
-    ``augment``; none skips the table), and the method ratios (``methods``: None for all,
-    empty to skip the table)."""
+    ``augment``; none skips the table; ``dataset_args`` are the loader's options), and the
+    method ratios (``methods``: None for all, empty to skip the table)."""
     s = settings or BenchSettings()
     if methods:
         _check_methods(methods)  # bad input fails before anything is timed
@@ -432,8 +435,8 @@ def run_bench(settings: BenchSettings | None = None, *, loss: str = "bce", metho
             if dataset == "shapescenes" else []
         rows += [bench_loading(dataset, s.batch_size, workers, s.device, s.steps, augment=a,
                                warmup=min(s.warmup, 2), image_size=s.image_size, data_root=data_root,
-                               channels_last=s.channels_last) for a in augment]
-        settings_used = {"dataset": dataset, "data_root": data_root or "-", "workers": workers,
+                               channels_last=s.channels_last, dataset_args=dataset_args) for a in augment]
+        settings_used = {"dataset": dataset, "data_root": data_root or "-", **(dataset_args or {}), "workers": workers,
                          "batch_size": s.batch_size, "image_size": s.image_size, "batches": s.steps,
                          "channels_last": s.use_channels_last}
         tables.append(BenchTable("Data loading and augmentation", settings_used, rows,

@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 __all__ = ["main"]
 
@@ -43,6 +44,8 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--dataset", default="shapescenes", help="registered dataset of the loading table")
     bench.add_argument("--data-root", help="root of a dataset read from disk")
     bench.add_argument("--workers", type=int, default=0, help="DataLoader workers of the loading table")
+    bench.add_argument("--arg", dest="dataset_args", action="append", default=[], metavar="KEY=VALUE",
+                       help="a loader option of --dataset, e.g. --arg layout=csv (repeatable)")
     bench.add_argument("--augment", default="none,flip,weak,strong", metavar="LIST",
                        help="augmentation policies of the loading table, a comma list of none, flip, weak, "
                        "strong ('' skips the table)")
@@ -99,7 +102,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                              num_classes=args.classes)
     methods = {"all": None, "none": []}.get(args.methods, _comma_list(args.methods))
     tables = run_bench(settings, loss=args.loss, methods=methods, rounds=args.rounds, dataset=args.dataset,
-                       data_root=args.data_root, workers=args.workers, augment=_comma_list(args.augment))
+                       data_root=args.data_root, workers=args.workers, augment=_comma_list(args.augment),
+                       dataset_args=_key_values(args.dataset_args))
     report = format_report(tables, settings.dev)
     print(report, end="")
     if args.output:
@@ -108,20 +112,26 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_datasets(args: argparse.Namespace) -> int:
+def _key_values(items: list[str]) -> dict[str, Any]:
+    """``--arg KEY=VALUE`` options, each value read as YAML (numbers, booleans, lists)."""
     import yaml
 
+    options = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--arg expects KEY=VALUE, got {item!r}")
+        options[key] = yaml.safe_load(value)
+    return options
+
+
+def _cmd_datasets(args: argparse.Namespace) -> int:
     from .data import DATASETS, build_dataset
 
     if args.name is None:
         print("\n".join(sorted(DATASETS)))
         return 0
-    options = {}
-    for item in args.dataset_args:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"--arg expects KEY=VALUE, got {item!r}")
-        options[key] = yaml.safe_load(value)
+    options = _key_values(args.dataset_args)
     for split in args.split or ["train", "test"]:
         dataset = build_dataset(args.name, split, root=args.root, n=0, **options)
         labels = dataset.labels

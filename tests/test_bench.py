@@ -136,3 +136,17 @@ def test_cli_skips_tables_and_reports_bad_names(tmp_path, capsys) -> None:
     assert "nope" in capsys.readouterr().err
     assert main([*args, "--augment", "wild"]) == 2
     assert "wild" in capsys.readouterr().err
+
+
+def test_cli_loading_from_a_dataset_on_disk_with_loader_options(tmp_path, capsys) -> None:
+    from _fake_datasets import write_fake_coco
+
+    root = write_fake_coco(tmp_path / "coco", n_train=40, n_val=8, size=24)
+    out = tmp_path / "bench.md"
+    assert main(["bench", "--steps", "2", "--warmup", "0", "--methods", "none", "--augment", "flip",
+                 "--batch-size", "8", "--dataset", "coco", "--data-root", str(root), "--arg", "keep_empty=false",
+                 "--output", str(out)]) == 0
+    text = out.read_text()
+    assert "load coco, augment flip, 0 workers" in text and "keep_empty=off" in text
+    assert main(["bench", "--methods", "none", "--dataset", "coco", "--data-root", str(root), "--arg", "nope"]) == 2
+    assert "KEY=VALUE" in capsys.readouterr().err

@@ -77,7 +77,7 @@ for path in sorted(Path("params").glob("ch*.yaml")):
     presets = yaml.safe_load(path.read_text())
     full = presets["full"]
     datasets = ", ".join(["shapescenes"] + sorted(presets.get("datasets") or {}))
-    rows.append([path.stem] + [full.get(k, "-") for k in KEYS] + [datasets])
+    rows.append([path.stem] + [str(full.get(k, "-")) for k in KEYS] + [datasets])  # str: lr 1e-4 stays 1e-4
 markdown_table(["chapter"] + KEYS + ["datasets"], rows)
 
 # %% [markdown]
@@ -122,8 +122,8 @@ for name, size in SPECS:
                  warmup=P["warmup"])
     speed += [bench_train_step(**knobs), bench_inference(**knobs)]
 display(Markdown(f"Device: {device_name(DEVICE)}; torch {torch.__version__}; batch {P['batch_size']}.\n\n"
-                 + format_table(speed, ["what", "backbone", "image_size", "batch_size", "amp", "channels_last",
-                                        "images_per_s", "step_ms"])))
+                 + format_table(speed, ["what", "backbone", "image_size", "amp", "channels_last", "images_per_s",
+                                        "step_ms"])))
 
 # %%
 train_rate = {(r.backbone, r.image_size): r.images_per_s for r in speed if r.what.startswith("train")}
@@ -148,10 +148,10 @@ print(f"one epoch over COCO train2014 (82,783 images) with {name} at {size} px o
 loading = [bench_loading(P["loading_dataset"], P["batch_size"], P["workers"], str(DEVICE), P["steps"],
                          augment=policy, image_size=SPECS[0][1], data_root=P["data_root"])
            for policy in ("none", "flip", "strong")]
-display(Markdown(format_table(loading, ["what", "image_size", "batch_size", "images_per_s", "step_ms"])))
 slowest = min(r.images_per_s for r in loading)
 claims.check(slowest > train_rate[SPECS[0]], "data loading with the strongest augmentation outpaces the training step",
              f"{slowest:.0f} vs {train_rate[SPECS[0]]:.0f} img/s")
+display(Markdown(format_table(loading, ["what", "image_size", "batch_size", "images_per_s", "step_ms"])))
 
 # %% [markdown]
 # ### What each method costs
