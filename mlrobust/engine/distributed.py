@@ -80,12 +80,15 @@ def gather_by_index(values: Tensor, index: Tensor, total: int) -> Tensor:
     world = dist.get_world_size()
     # NCCL moves CUDA tensors only; gloo CPU tensors
     device = values.device if values.is_cuda or dist.get_backend() != "nccl" else torch.device("cuda")
-    v, i = values.to(device).contiguous(), index.to(device).contiguous()
-    vs, is_ = [torch.empty_like(v) for _ in range(world)], [torch.empty_like(i) for _ in range(world)]
-    dist.all_gather(vs, v)
-    dist.all_gather(is_, i)
-    out = v.new_empty((total, *v.shape[1:]))
-    out[torch.cat(is_)] = torch.cat(vs)
+    # Called from predict() under inference_mode; gloo (torch < 2.5) fills the receive buffers
+    # from its own thread, outside that mode, which inference tensors forbid: use normal ones.
+    with torch.inference_mode(False):
+        v, i = values.to(device).clone().contiguous(), index.to(device).clone().contiguous()
+        vs, is_ = [torch.empty_like(v) for _ in range(world)], [torch.empty_like(i) for _ in range(world)]
+        dist.all_gather(vs, v)
+        dist.all_gather(is_, i)
+        out = v.new_empty((total, *v.shape[1:]))
+        out[torch.cat(is_)] = torch.cat(vs)
     return out.to(values.device)
 
 

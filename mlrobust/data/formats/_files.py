@@ -132,7 +132,7 @@ def _decode(path: Path, size: int) -> Tensor:
 
     with Image.open(path) as im:
         im.draft("RGB", (size, size))
-        im = im.convert("RGB").resize((size, size), Image.BILINEAR)
+        im = im.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
         array = np.asarray(im, dtype=np.uint8)
     return torch.from_numpy(array.copy()).permute(2, 0, 1)
 
