@@ -36,7 +36,8 @@ from .models import MultiLabelNet, create_backbone, create_head, create_model, c
 from .registry import Registry
 
 __all__ = ["PROTOCOLS", "METHODS", "register_protocol", "register_method", "build_data",
-           "observed_labels", "build_model", "build_method", "pretrain_backbone", "pretrained_path", "run_experiment", "RunResult"]
+           "observed_labels", "build_model", "build_method", "pretrain_backbone", "pretrained_path",
+           "frozen_backbone", "run_experiment", "RunResult"]
 
 log = logging.getLogger("mlrobust")
 
@@ -183,6 +184,21 @@ def pretrain_backbone(backbone: str = "cnn_s", *, image_size: int = 32, n: int =
     if path is not None:
         atomic_save(net.state_dict(), path)
     return net
+
+
+def frozen_backbone(backbone: str, weights: str | Path | None = None, *, image_size: int = 32, pretrain_n: int = 6000,
+                    pretrain_epochs: int = 6, device: str = "auto",
+                    cache_dir: str | Path | None = None) -> tuple[nn.Module, str | None]:
+    """The backbone of the frozen-feature experiments and the weights file it came from:
+    ``weights`` (a local file) when given, else :func:`pretrain_backbone` on the benchmark's
+    attribute task (cached in ``cache_dir``; the file is None without a cache)."""
+    if weights is not None:
+        return create_backbone(backbone, weights=str(weights)), str(weights)
+    net = pretrain_backbone(backbone, image_size=image_size, n=pretrain_n, epochs=pretrain_epochs, device=device,
+                            cache_dir=cache_dir)
+    path = pretrained_path(cache_dir, backbone, image_size=image_size, n=pretrain_n, epochs=pretrain_epochs) \
+        if cache_dir is not None else None
+    return net, None if path is None else str(path)
 
 
 def pretrained_path(cache_dir: str | Path, backbone: str = "cnn_s", *, image_size: int = 32, n: int = 6000,

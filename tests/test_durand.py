@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,7 +13,7 @@ from mlrobust import losses
 from mlrobust.config import DataConfig, ExperimentConfig, LossConfig, ModelConfig, TrainConfig
 from mlrobust.data import DataSplits, FeatureMaps, ShapeScenes, extract_features
 from mlrobust.engine import Hook
-from mlrobust.experiments import pretrain_backbone, run_experiment
+from mlrobust.experiments import frozen_backbone, pretrain_backbone, pretrained_path, run_experiment
 from mlrobust.methods.durand import (CurriculumRelabeling, mc_dropout_logits, relabel_epochs,
                                      select_labels)
 from mlrobust.models import ClassMapHead, LabelGNN, MultiLabelNet, WeldonPooling, create_model
@@ -302,3 +303,12 @@ def test_pretrained_backbone_is_cached_and_features_match(tmp_path) -> None:
     assert fa.features.shape == (10, 192, 4, 4) and torch.equal(fa.features, fb.features)
     assert torch.equal(fa.labels, images.labels) and fa.source is images
     assert not math.isnan(fa.features.sum().item())
+
+
+def test_frozen_backbone_from_a_weights_file_or_the_pretraining_cache(tmp_path) -> None:
+    net, path = frozen_backbone("cnn_s", pretrain_n=64, pretrain_epochs=1, cache_dir=tmp_path)
+    assert path == str(pretrained_path(tmp_path, "cnn_s", n=64, epochs=1)) and Path(path).is_file()
+    again, same = frozen_backbone("cnn_s", path)  # the file as local weights
+    assert same == path
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), again.state_dict().values()))
+    assert frozen_backbone("cnn_s", pretrain_n=64, pretrain_epochs=1)[1] is None  # no cache, no file

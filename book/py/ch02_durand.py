@@ -89,9 +89,9 @@ from mlrobust import labels, losses
 from mlrobust.config import DataConfig, ExperimentConfig, LossConfig, ModelConfig, TrainConfig
 from mlrobust.data import DataSplits, extract_features
 from mlrobust.engine import resolve_device
-from mlrobust.experiments import build_data, pretrain_backbone, pretrained_path, run_experiment
+from mlrobust.experiments import build_data, frozen_backbone, run_experiment
 from mlrobust.methods.durand import CurriculumRelabeling, select_labels
-from mlrobust.models import LabelGNN, WeldonPooling, create_backbone
+from mlrobust.models import LabelGNN, WeldonPooling
 from mlrobust.notebook import Claims, fmt_mean_std, markdown_table, mean_std, resolve_parameters, show_source
 
 P = resolve_parameters("ch02_durand", scale, dict(
@@ -250,14 +250,10 @@ show_source(WeldonPooling)
 # %%
 cache_dir = Path(P["output_dir"]) / "pretrained"
 weights_file = P["weights"]
-if P["frozen"]:
-    if weights_file is None:  # the benchmark's stand-in for ImageNet pretraining
-        net = pretrain_backbone(P["backbone"], image_size=P["image_size"], n=P["pretrain_n"],
-                                epochs=P["pretrain_epochs"], device=P["device"], cache_dir=cache_dir)
-        weights_file = str(pretrained_path(cache_dir, P["backbone"], image_size=P["image_size"],
-                                           n=P["pretrain_n"], epochs=P["pretrain_epochs"]))
-    else:
-        net = create_backbone(P["backbone"], weights=weights_file)
+if P["frozen"]:  # without weights: pretrained on the attribute task, the stand-in for ImageNet
+    net, weights_file = frozen_backbone(P["backbone"], P["weights"], image_size=P["image_size"],
+                                        pretrain_n=P["pretrain_n"], pretrain_epochs=P["pretrain_epochs"],
+                                        device=P["device"], cache_dir=cache_dir)
     dev = resolve_device(P["device"])
     features = DataSplits(train=extract_features(net, images.train, dev), test=extract_features(net, images.test, dev))
     print(f"feature maps: train {tuple(features.train.features.shape)}, test {tuple(features.test.features.shape)}")

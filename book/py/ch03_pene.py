@@ -89,7 +89,7 @@ from mlrobust import labels, losses
 from mlrobust.config import DataConfig, ExperimentConfig, LossConfig, ModelConfig, TrainConfig
 from mlrobust.data import DataSplits, Subset, extract_features
 from mlrobust.engine import resolve_device
-from mlrobust.experiments import build_data, pretrain_backbone, pretrained_path, run_experiment
+from mlrobust.experiments import build_data, frozen_backbone, run_experiment
 from mlrobust.methods.galc import (GoldCorrectedMethod, corrected_probabilities, galc_pipeline,
                                    galc_slr_corruption, pene_split)
 from mlrobust.notebook import Claims, fmt_mean_std, markdown_table, mean_std, resolve_parameters, show_source
@@ -224,15 +224,10 @@ show_source(galc_slr_corruption)
 # %%
 cache_dir = Path(P["output_dir"]) / "pretrained"
 weights_file = P["weights"]
-if P["frozen"]:
-    if weights_file is None:  # the benchmark's stand-in for ImageNet pretraining
-        net = pretrain_backbone(P["backbone"], image_size=P["image_size"], n=P["pretrain_n"],
-                                epochs=P["pretrain_epochs"], device=P["device"], cache_dir=cache_dir)
-        weights_file = str(pretrained_path(cache_dir, P["backbone"], image_size=P["image_size"],
-                                           n=P["pretrain_n"], epochs=P["pretrain_epochs"]))
-    else:
-        from mlrobust.models import create_backbone
-        net = create_backbone(P["backbone"], weights=weights_file)
+if P["frozen"]:  # without weights: pretrained on the attribute task, the stand-in for ImageNet
+    net, weights_file = frozen_backbone(P["backbone"], P["weights"], image_size=P["image_size"],
+                                        pretrain_n=P["pretrain_n"], pretrain_epochs=P["pretrain_epochs"],
+                                        device=P["device"], cache_dir=cache_dir)
     dev = resolve_device(P["device"])
     train = extract_features(net, images.train, dev)
     test_all = extract_features(net, images.test, dev)

@@ -23,6 +23,7 @@ import io
 import logging
 import math
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -74,18 +75,18 @@ class Hook:
         """Restore what :meth:`state_dict` returned."""
 
 
-class Method:
-    """How a batch becomes a loss. Subclasses override :meth:`training_loss` and may
-    contribute hooks; the default is plain supervised training with ``criterion``."""
+class Method(ABC):
+    """How a batch becomes a loss. Subclasses implement :meth:`training_loss` and may
+    contribute hooks; :class:`SupervisedMethod` is plain training with a criterion."""
 
     name = "method"
 
     def hooks(self) -> list[Hook]:
         return []
 
+    @abstractmethod
     def training_loss(self, trainer: Trainer, batch: Batch) -> tuple[Tensor, Tensor]:
         """Return (scalar loss, logits of the batch)."""
-        raise NotImplementedError
 
     def state_dict(self) -> dict[str, Any]:
         return {}
