@@ -6,8 +6,7 @@ dataset registry (:mod:`mlrobust.data`), models (:mod:`mlrobust.models`), the tr
 engine (:mod:`mlrobust.engine`) and experiments (:mod:`mlrobust.experiments`).
 """
 
-__version__ = "0.1.0"
-
-from . import labels, losses, metrics  # noqa: E402  (the public API contract, design section 4)
+from . import labels, losses, metrics  # the public API contract: protocols, losses, metrics
+from ._version import __version__
 
 __all__ = ["labels", "losses", "metrics", "__version__"]

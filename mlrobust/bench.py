@@ -1,4 +1,4 @@
-"""``python -m mlrobust bench``: the project's performance record (design section 11).
+"""``python -m mlrobust bench``: the project's performance record.
 
 Speed targets live here, never in timed tests. Every number comes from one harness,
 :func:`time_step`: a few untimed warm-up calls of a step closure (cuDNN autotuning,
@@ -36,22 +36,21 @@ from typing import Any
 import torch
 from torch import Tensor
 
+import inspect
+
 from . import losses
-from .config import TrainConfig
-from .data import TensorImages, build_dataset
-from .data.augment import POLICIES
+from .data import DATASETS, POLICIES, Preprocess, TensorImages, create_dataset
 from .data.shapescenes import ShapeScenes
-from .engine import Method, SupervisedMethod, Trainer, resolve_device
-from .engine.batches import Batch, BatchLoader, Preprocess, epoch_augmentation, epoch_order, split_batches
-from .methods.durand import CurriculumRelabeling
-from .methods.galc import GoldCorrectedMethod
+from .engine import Batch, Method, TrainConfig, Trainer, resolve_device
+from .engine.batches import BatchLoader, epoch_augmentation, epoch_order, split_batches
+from .methods import BENCH_CASES, BenchCase, SupervisedMethod
 from .models import create_model
 
-__all__ = ["BenchResult", "BenchSettings", "BenchTable", "MethodCase", "METHOD_CASES", "time_step",
+__all__ = ["BenchResult", "BenchSettings", "BenchTable", "time_step",
            "bench_train_step", "bench_inference", "bench_loading", "bench_render", "bench_methods", "run_bench",
            "device_name", "format_table", "format_report"]
 
-RATIO_TARGET = 1.10  # design section 11: every method's step at most 1.10x the BCE step
+RATIO_TARGET = 1.10  # the project's target: every method's step at most 1.10x the BCE step
 
 
 @dataclass
@@ -198,29 +197,9 @@ def _train_step(trainer: Trainer) -> Callable[[], None]:
     device_index = index.to(trainer.device)
 
     def step() -> None:
-        trainer.train_step(Batch(trainer.preprocess(images), trainer.train_labels[device_index], index))
+        trainer.train_step(Batch(trainer.preprocess(images), trainer.train_labels[device_index], index, raw=images))
 
     return step
-
-
-def _relabel_step(strategy: str, passes: int) -> Callable[[Trainer], Callable[[], None]]:
-    """The step of a Durand relabeling pass over the trainer's batch: the real hook's
-    ``on_epoch_start`` (scores or MC-dropout passes, label selection, store update), reset
-    each call so every call does the whole pass again."""
-
-    def make(trainer: Trainer) -> Callable[[], None]:
-        hook = CurriculumRelabeling(strategy, 1.0, epochs=[1], passes=passes,
-                                    predict_batch_size=len(trainer.train_set))
-        store = trainer.train_labels  # the hook assigns a new store, never writes into this one
-
-        def step() -> None:
-            hook.steps.clear()
-            trainer.train_labels = store
-            hook.on_epoch_start(trainer, 1)
-
-        return step
-
-    return make
 
 
 def bench_train_step(backbone: str = "cnn_s", image_size: int = 32, batch_size: int = 64, device: str = "auto",
@@ -230,7 +209,7 @@ def bench_train_step(backbone: str = "cnn_s", image_size: int = 32, batch_size: 
     BCE) on a fixed batch already on the device: data loading and augmentation excluded."""
     s = BenchSettings(backbone, image_size, batch_size, device, steps, warmup, amp, channels_last, compile,
                       num_classes)
-    trainer = _trainer(s, SupervisedMethod(losses.get_loss(loss)))
+    trainer = _trainer(s, SupervisedMethod(losses.create_loss(loss)))
     return s.row(f"train step ({loss})", time_step(_train_step(trainer), s.dev, s.steps, s.warmup))
 
 
@@ -261,63 +240,14 @@ def bench_inference(backbone: str = "cnn_s", image_size: int = 32, batch_size: i
 
 
 # --------------------------------------------------------------------------- method ratios
-
-
-@dataclass(frozen=True)
-class MethodCase:
-    """One row of the method table: the model it needs, its :class:`Method`, and how a
-    timed call runs (``step`` builds the closure from the trainer; default a training step)."""
-
-    name: str  # key for ``--methods``
-    label: str  # the row's text
-    method: Callable[[BenchSettings], Method]
-    model_args: dict[str, Any] = field(default_factory=dict)
-    step: Callable[[Trainer], Callable[[], None]] = _train_step
-
-
-def _supervised(loss: str) -> Callable[[BenchSettings], Method]:
-    return lambda s: SupervisedMethod(losses.get_loss(loss))
-
-
-def _asl_on_probabilities(logits: Tensor, y: Tensor) -> Tensor:
-    return losses.asl(torch.sigmoid(logits.float()), y, from_logits=False)
-
-
-def _gold_corrected(s: BenchSettings) -> Method:
-    """GALC's gold classifier step with a random Ĉ (values do not change the cost) and
-    every other image of the batch gold, so both loss terms run."""
-    c_hat = torch.rand(s.num_classes, s.num_classes, generator=torch.Generator().manual_seed(1))
-    return GoldCorrectedMethod(c_hat, torch.arange(s.batch_size) % 2 == 0)
-
-
-MC_PASSES = 20  # the T of Durand et al.'s MC-dropout strategies in the project's hook
-
-METHOD_CASES: dict[str, MethodCase] = {c.name: c for c in [
-    MethodCase("bce", "BCE, gap head (baseline)", _supervised("bce")),
-    MethodCase("partial_bce", "partial-BCE (Durand 2019)", _supervised("partial_bce")),
-    MethodCase("asl", "ASL (Ridnik 2021)", _supervised("asl")),
-    MethodCase("asl_prob", "ASL on probabilities, from_logits=False",
-               lambda s: SupervisedMethod(_asl_on_probabilities)),
-    MethodCase("bn_bce", "BN-BCE (Wang 2023)", _supervised("bn_bce")),
-    MethodCase("weldon", "WELDON pooling (classmap head) + BCE", _supervised("bce"),
-               {"head": "classmap", "pooling": "weldon"}),
-    MethodCase("gnn", "label GNN refine (3 steps) + BCE", _supervised("bce"), {"gnn_steps": 3}),
-    MethodCase("galc", "GALC gold-corrected ASL: ASL(Ĉᵀσ(g(x))) on silver + ASL on gold", _gold_corrected),
-    MethodCase("relabel_scores", "Durand relabeling [a]-[c]: one eval pass, per image (once per relabeling "
-               "epoch, not per step)", _supervised("bce"), step=_relabel_step("threshold", MC_PASSES)),
-    MethodCase("relabel_mc", f"Durand relabeling [d]/[e]: MC dropout, T={MC_PASSES} head passes, per image "
-               "(once per relabeling epoch, not per step)", _supervised("bce"), {"dropout": 0.3},
-               step=_relabel_step("ensemble", MC_PASSES)),
-]}
-"""Every method the package has, keyed by the names ``--methods`` takes; ``bce`` is the
-baseline. A new method joins the record with one entry here."""
+# The rows come from mlrobust.methods.BENCH_CASES: each paper's module registers its own.
 
 
 def _check_methods(methods: Sequence[str] | None) -> list[str]:
-    names = list(METHOD_CASES) if methods is None else list(dict.fromkeys(methods))
-    unknown = [m for m in names if m not in METHOD_CASES]
+    names = list(BENCH_CASES) if methods is None else list(dict.fromkeys(methods))
+    unknown = [m for m in names if m not in BENCH_CASES]
     if unknown:
-        raise ValueError(f"unknown bench method(s) {', '.join(unknown)}; valid: {', '.join(METHOD_CASES)}")
+        raise ValueError(f"unknown bench method(s) {', '.join(unknown)}; valid: {', '.join(BENCH_CASES)}")
     return ["bce", *[m for m in names if m != "bce"]]  # the baseline is always measured
 
 
@@ -334,8 +264,9 @@ def bench_methods(settings: BenchSettings | None = None, methods: Sequence[str] 
     s = settings or BenchSettings()
     if rounds < 1:
         raise ValueError(f"rounds must be >= 1, got {rounds}")
-    cases = [METHOD_CASES[m] for m in _check_methods(methods)]
-    closures = [c.step(_trainer(s, c.method(s), c.model_args)) for c in cases]
+    cases: list[BenchCase] = [BENCH_CASES[m] for m in _check_methods(methods)]
+    closures = [(c.step or _train_step)(_trainer(s, c.method(s.num_classes, s.batch_size), c.model_args))
+                for c in cases]
     best = [math.inf] * len(cases)
     for r in range(rounds):
         for i, step in enumerate(closures):
@@ -358,7 +289,7 @@ def bench_loading(dataset: str = "shapescenes", batch_size: int = 64, num_worker
                   data_root: str | None = None, split: str = "train", channels_last: bool = True,
                   dataset_args: dict[str, Any] | None = None) -> BenchResult:
     """Images per second of producing augmented, normalised batches on the device from
-    ``dataset`` (any registered name, built with ``cache=False`` so reading or rendering is
+    ``dataset`` (any registered name, built without an image cache so reading or rendering is
     timed) through the project's :class:`BatchLoader` (``num_workers`` DataLoader workers
     for datasets read from disk) and :class:`Preprocess` with the ``augment`` policy
     ("none", "flip", "weak", "strong"). No model. Batches follow a shuffled epoch order, as
@@ -368,7 +299,9 @@ def bench_loading(dataset: str = "shapescenes", batch_size: int = 64, num_worker
     _check_policy(augment)
     dev = resolve_device(device)
     n = batch_size * (warmup + batches)
-    ds = build_dataset(dataset, split, root=data_root, image_size=image_size, n=n, seed=0, cache=False,
+    # a dataset that can keep its images in memory is asked not to: reading or rendering is timed
+    no_cache = {"cache": False} if "cache" in inspect.signature(DATASETS.lookup(dataset)).parameters else {}
+    ds = create_dataset(dataset, split, root=data_root, image_size=image_size, n=n, seed=0, **no_cache,
                        **(dataset_args or {}))
     if len(ds) == 0:
         raise ValueError(f"dataset {dataset!r} ({split}) has no images to load")

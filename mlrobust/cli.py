@@ -58,6 +58,8 @@ def _parser() -> argparse.ArgumentParser:
     ds.add_argument("name", nargs="?", help="a registered dataset: print its splits' counts and label statistics")
     ds.add_argument("--root", help="the dataset's folder (data.root)")
     ds.add_argument("--split", action="append", help="split(s) to read (default: train and test)")
+    ds.add_argument("--n", type=int, default=0, help="images per split: a seeded subset; 0 (default) keeps a "
+                    "whole split of a dataset on disk (the generated benchmark needs n >= 1)")
     ds.add_argument("--arg", dest="dataset_args", action="append", default=[], metavar="KEY=VALUE",
                     help="a loader option, e.g. --arg keep_empty=false (repeatable)")
     return p
@@ -126,14 +128,14 @@ def _key_values(items: list[str]) -> dict[str, Any]:
 
 
 def _cmd_datasets(args: argparse.Namespace) -> int:
-    from .data import DATASETS, build_dataset
+    from .data import DATASETS, create_dataset
 
     if args.name is None:
         print("\n".join(sorted(DATASETS)))
         return 0
     options = _key_values(args.dataset_args)
     for split in args.split or ["train", "test"]:
-        dataset = build_dataset(args.name, split, root=args.root, n=0, **options)
+        dataset = create_dataset(args.name, split, root=args.root, n=args.n, **options)
         labels = dataset.labels
         print(json.dumps({"split": split, "images": len(dataset), "classes": len(dataset.classes),
                           "positives_per_image": round(float((labels == 1).sum(1).float().mean()), 3),

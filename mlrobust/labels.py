@@ -4,9 +4,11 @@ Labels are ``torch.int8`` tensors of shape (N, C): ``1`` present, ``-1`` absent,
 A benchmark's ground truth is fully known (values in {-1, 1}); the protocols below turn it into
 the training labels of one experiment. Evaluation always uses the clean ground truth.
 
-Protocols and the paper each one follows:
+Protocols, registered by name in :data:`PROTOCOLS` (a config's ``data.protocol``; each
+returns the observed int8 label matrix), and the paper each one follows:
 
 =========================  =================================================================
+``full``                   all labels, unchanged (the reference)
 ``partial``                Durand et al. 2019, §4.1 "partial labels" (and the SST/SARB/SR
                            convention: every entry kept independently)
 ``dense``                  Durand et al. 2019, §4.1 "complete image labels or dense labels"
@@ -17,7 +19,7 @@ Protocols and the paper each one follows:
 ``semi_supervised``        Cevikalp et al. 2019 (SS-RML-CNN): labeled / unlabeled split
 =========================  =================================================================
 
-Shared rules (CONTRIBUTING.md, design sections 3, 4, 6):
+Shared rules (see also CONTRIBUTING.md):
 
 * Every protocol takes ``seed: int | torch.Generator``. Random numbers are always drawn on a
   **CPU** generator and then moved to ``y``'s device, so the same seed gives the same labels on
@@ -33,21 +35,33 @@ Shared rules (CONTRIBUTING.md, design sections 3, 4, 6):
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
 
-from mlrobust._validate import check_fraction, check_labels, make_generator
+from ._validate import check_fraction, check_labels, make_generator
+from .options import ConfigError
+from .registry import Registry
 
 __all__ = [
+    "PROTOCOLS",
+    "register_protocol",
+    "create_protocol",
+    "full",
     "partial",
     "dense",
     "noisy",
     "single_positive",
     "symmetric_noise",
+    "SymmetricNoise",
+    "symmetric_noise_matrix",
     "frequency_corruption",
+    "frequency_corruption_index",
     "semi_supervised",
     "known_proportion",
     "summary",
@@ -55,6 +69,34 @@ __all__ = [
 ]
 
 _POS, _NEG, _UNK = 1, -1, 0
+
+Protocol = Callable[..., Tensor]
+PROTOCOLS: Registry[Protocol] = Registry("data.protocol")
+"""Label protocols by name (the config's ``data.protocol``): ``fn(y, <options>, seed) -> labels``,
+each returning the observed int8 label matrix."""
+register_protocol = PROTOCOLS.register
+
+
+def create_protocol(name: str, **options: Any) -> Callable[[Tensor, int | torch.Generator], Tensor]:
+    """The protocol ``name`` with its ``options`` bound, called as ``protocol(y, seed)``.
+
+    Unknown names and options are a :class:`~mlrobust.options.ConfigError` that lists the
+    valid ones; option values are checked by the protocol itself when it runs.
+    """
+    try:
+        fn = PROTOCOLS.lookup(name)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    valid = [p for p in inspect.signature(fn).parameters if p not in ("y", "seed")]
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise ConfigError(f"data.protocol_args {unknown} not accepted by protocol {name!r}; valid: {valid}")
+
+    def protocol(y: Tensor, seed: int | torch.Generator) -> Tensor:
+        return fn(y, seed=seed, **options)
+
+    protocol.__name__ = protocol.__qualname__ = f"{name}_protocol"
+    return protocol
 
 
 # --------------------------------------------------------------------------- helpers
@@ -72,7 +114,8 @@ def _cpu_generator(seed: int | torch.Generator) -> torch.Generator:
 
 def _as_labels(y: Tensor, *, allow_unknown: bool = True) -> Tensor:
     """Validate ``y`` and return it as int8 (a copy whenever the dtype changes)."""
-    check_labels(y, "y", allow_unknown=allow_unknown)
+    # protocols also take observed matrices (e.g. positives-only), whose 0s are unknown
+    check_labels(y, "y", allow_unknown=allow_unknown, zero_means="unknown")
     return y.to(torch.int8)
 
 
@@ -94,6 +137,14 @@ def _keep_rows(y: Tensor, n_keep: int, g: torch.Generator) -> Tensor:
 # --------------------------------------------------------------------------- hiding labels
 
 
+@register_protocol("full")
+def full(y: Tensor, seed: int | torch.Generator = 0) -> Tensor:
+    """All labels, as they are (a copy): the reference every other protocol is compared with.
+    ``seed`` is accepted for a uniform protocol signature and not used."""
+    return _as_labels(y).clone()
+
+
+@register_protocol("partial")
 def partial(y: Tensor, known: float, seed: int | torch.Generator, *,
             per_image: bool = False) -> Tensor:
     """Partial labels: hide entries of ``y`` at random (unknown = 0), never change a sign.
@@ -131,6 +182,7 @@ def partial(y: Tensor, known: float, seed: int | torch.Generator, *,
     return torch.where(keep, y8, torch.zeros_like(y8))
 
 
+@register_protocol("dense")
 def dense(y: Tensor, known: float, seed: int | torch.Generator) -> Tensor:
     """Dense ("complete image") labels: a random subset of images keeps every label.
 
@@ -146,6 +198,7 @@ def dense(y: Tensor, known: float, seed: int | torch.Generator) -> Tensor:
     return _keep_rows(y8, round(known * y8.shape[0]), g)
 
 
+@register_protocol("semi_supervised")
 def semi_supervised(y: Tensor, n_labeled: int, seed: int | torch.Generator) -> Tensor:
     """Semi-supervised split: ``n_labeled`` images keep all labels, the rest are unlabeled.
 
@@ -169,6 +222,7 @@ def semi_supervised(y: Tensor, n_labeled: int, seed: int | torch.Generator) -> T
 # --------------------------------------------------------------------------- corrupting labels
 
 
+@register_protocol("noisy")
 def noisy(y: Tensor, clean: float, seed: int | torch.Generator) -> Tensor:
     """Noisy labels: every known entry's sign flipped independently with probability 1 - clean.
 
@@ -184,6 +238,7 @@ def noisy(y: Tensor, clean: float, seed: int | torch.Generator) -> Tensor:
     return torch.where(flip, -y8, y8)  # -0 == 0: unknown entries are unchanged
 
 
+@register_protocol("single_positive")
 def single_positive(y: Tensor, seed: int | torch.Generator) -> Tensor:
     """"noisy+" (webly-supervised) labels: keep one random positive, turn the others negative.
 
@@ -206,8 +261,27 @@ def single_positive(y: Tensor, seed: int | torch.Generator) -> Tensor:
     return torch.where(keep, torch.full_like(y8, _POS), out)
 
 
-def symmetric_noise(y: Tensor, eta: float, seed: int | torch.Generator) -> tuple[Tensor, Tensor]:
-    """Symmetric label noise of Pene et al. 2021; returns ``(y_noisy, C_true)``.
+class SymmetricNoise(NamedTuple):
+    """What :func:`symmetric_noise` returns: the noisy labels and the nominal corruption
+    matrix (it unpacks as ``y_noisy, c_true = symmetric_noise(...)``)."""
+
+    labels: Tensor
+    c_true: Tensor
+
+
+def symmetric_noise_matrix(num_classes: int, eta: float, device: torch.device | str = "cpu") -> Tensor:
+    """The nominal corruption matrix of symmetric noise, float64 (K, K):
+    ``C_ii = 1 - eta`` and ``C_ij = eta / (K - 1)`` (Pene et al. 2021, §4.1)."""
+    check_fraction(eta, "eta")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral) or num_classes < 2:
+        raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
+    c_true = torch.full((num_classes, num_classes), eta / (num_classes - 1), dtype=torch.float64, device=device)
+    return c_true.fill_diagonal_(1.0 - eta)
+
+
+def symmetric_noise(y: Tensor, eta: float, seed: int | torch.Generator) -> SymmetricNoise:
+    """Symmetric label noise of Pene et al. 2021; returns ``(y_noisy, C_true)``
+    (a :class:`SymmetricNoise`; the config protocol ``symmetric_noise`` keeps the labels).
 
     Pene, Ghiassi, Younesian, Chen 2021, §4.1 "Label Noise": a fraction ``eta`` of the labels is
     flipped to another class with uniform probability, and a new label that is already
@@ -259,14 +333,19 @@ def symmetric_noise(y: Tensor, eta: float, seed: int | torch.Generator) -> tuple
 
     out = torch.where(happens, torch.full_like(y8, _NEG), y8)
     out = torch.where(dest_hit, torch.full_like(y8, _POS), out)
-    c_true = torch.full((k, k), eta / (k - 1), dtype=torch.float64, device=dev)
-    c_true.fill_diagonal_(1.0 - eta)
-    return out, c_true
+    return SymmetricNoise(out, symmetric_noise_matrix(k, eta, dev))
 
 
+@register_protocol("symmetric_noise")
+def _symmetric_noise_labels(y: Tensor, eta: float, seed: int | torch.Generator) -> Tensor:
+    """The noisy labels of :func:`symmetric_noise` (the matrix is
+    :func:`symmetric_noise_matrix`)."""
+    return symmetric_noise(y, eta, seed).labels
+
+
+@register_protocol("frequency_corruption")
 def frequency_corruption(y: Tensor, fraction: float, seed: int | torch.Generator, *,
-                         class_frequency: Tensor | None = None, max_rounds: int = 10_000,
-                         return_index: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+                         class_frequency: Tensor | None = None, max_rounds: int = 10_000) -> Tensor:
     """Cevikalp et al. 2019 label corruption that keeps the class frequencies.
 
     Cevikalp, Benligiray, Gerek, Saribas 2019, §3.3: "a subset is chosen randomly, and the
@@ -288,7 +367,7 @@ def frequency_corruption(y: Tensor, fraction: float, seed: int | torch.Generator
 
     Raises ``ValueError`` if no class has a positive frequency or if the chance that a draw has
     no positive is so close to 1 that ``max_rounds`` redraw rounds would not be enough.
-    With ``return_index=True`` also returns the int64 indices (on the CPU) of corrupted images.
+    :func:`frequency_corruption_index` gives the indices of the corrupted images.
     """
     y8 = _as_labels(y)
     check_fraction(fraction, "fraction")
@@ -298,14 +377,11 @@ def frequency_corruption(y: Tensor, fraction: float, seed: int | torch.Generator
     n, c = y8.shape
     freq = _class_frequency(y8, class_frequency)
     g = _cpu_generator(seed)
-
-    labeled = (y8 != _UNK).any(dim=1).cpu()
-    candidates = labeled.nonzero().squeeze(1)
-    n_corrupt = round(fraction * candidates.numel())
-    index = candidates[torch.randperm(candidates.numel(), generator=g)[:n_corrupt]]
+    index = _corrupted_rows(y8, fraction, g)  # the generator's first draw
+    n_corrupt = len(index)
     out = y8.clone()
     if n_corrupt == 0:
-        return (out, index) if return_index else out
+        return out
 
     source = ("class_frequency" if class_frequency is not None
               else "the class frequencies estimated from y (positives / known entries)")
@@ -319,7 +395,22 @@ def frequency_corruption(y: Tensor, fraction: float, seed: int | torch.Generator
                          f"get a positive within max_rounds={max_rounds} redraw rounds")
     new = _draw_with_positive(freq, n_corrupt, g, int(max_rounds), source)
     out[index.to(y8.device)] = torch.where(new, _POS, _NEG).to(torch.int8).to(y8.device)
-    return (out, index) if return_index else out
+    return out
+
+
+def frequency_corruption_index(y: Tensor, fraction: float, seed: int | torch.Generator) -> Tensor:
+    """The int64 indices (on the CPU) of the images :func:`frequency_corruption` corrupts with
+    the same ``y``, ``fraction`` and ``seed`` (an int seed: a generator would have moved on)."""
+    y8 = _as_labels(y)
+    check_fraction(fraction, "fraction")
+    return _corrupted_rows(y8, fraction, _cpu_generator(seed))
+
+
+def _corrupted_rows(y8: Tensor, fraction: float, g: torch.Generator) -> Tensor:
+    """``round(fraction * n)`` images drawn uniformly among the ``n`` with a known label."""
+    candidates = (y8 != _UNK).any(dim=1).cpu().nonzero().squeeze(1)
+    n_corrupt = round(fraction * candidates.numel())
+    return candidates[torch.randperm(candidates.numel(), generator=g)[:n_corrupt]]
 
 
 def _class_frequency(y8: Tensor, class_frequency: Tensor | None) -> Tensor:
@@ -375,7 +466,7 @@ def known_proportion(y: Tensor) -> Tensor:
     image by ``g(p_y)`` where ``p_y`` is the proportion of known labels of that image. Returns a
     float32 tensor (N,) on ``y``'s device: (number of nonzero entries) / C (NaN when C = 0).
     """
-    check_labels(y, "y")
+    check_labels(y, "y", zero_means="unknown")
     return (y != 0).sum(dim=1).to(torch.float32) / y.shape[1]
 
 
@@ -390,7 +481,7 @@ def summary(y: Tensor) -> dict[str, float]:
     ``images_unlabeled`` (all 0); and ``classes_with_positive``, the share of classes with at
     least one positive. Shares are in [0, 1]; an empty dimension gives NaN.
     """
-    check_labels(y, "y")
+    check_labels(y, "y", zero_means="unknown")
     n, c = y.shape
     pos = (y == _POS).to(torch.float64)
     neg = (y == _NEG).to(torch.float64)
@@ -432,7 +523,7 @@ def compare(observed: Tensor, truth: Tensor) -> dict[str, float]:
     true-negative rates that Durand et al. 2019 (§4.3, Table 2) report for relabeling.
     ``truth`` must be fully known ({-1, 1}).
     """
-    check_labels(observed, "observed")
+    check_labels(observed, "observed", zero_means="unknown")
     check_labels(truth, "truth", allow_unknown=False)
     if observed.shape != truth.shape:
         raise ValueError(f"observed and truth must have the same shape, got {tuple(observed.shape)} "

@@ -1,6 +1,6 @@
 """Losses for multi-label classification with missing, partial and noisy labels.
 
-Conventions shared by every loss in this module (design sections 3, 4 and 10):
+Conventions shared by every loss in this module:
 
 * ``y`` is an integer (N, C) label matrix: ``1`` present, ``-1`` absent, ``0`` unknown.
   Unknown entries contribute neither a loss term nor a gradient, unless a loss's option
@@ -15,7 +15,7 @@ Conventions shared by every loss in this module (design sections 3, 4 and 10):
 * The BCE family uses ``F.logsigmoid`` so that logits of +-100 give finite losses and
   gradients.
 * Masking uses ``torch.where`` (never "fill the unknowns with sigmoid(x)", which leaves a
-  gradient on them; reference notes section 11).
+  gradient on them, a bug of public partial-label code).
 """
 
 from __future__ import annotations
@@ -23,13 +23,14 @@ from __future__ import annotations
 import functools
 import inspect
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mlrobust._validate import check_fraction, check_labels, check_scores
+from ._validate import check_fraction, check_labels, check_scores
+from .registry import Registry
 
 __all__ = [
     "bce",
@@ -38,14 +39,23 @@ __all__ = [
     "bn_bce",
     "asl",
     "LOSSES",
-    "get_loss",
+    "register_loss",
+    "create_loss",
 ]
+
+Loss = Callable[..., Tensor]
+LOSSES: Registry[Loss] = Registry("loss")
+"""Losses by name (the config's ``loss.name``): ``loss(logits, y, <options>) -> scalar``.
+Aliases fix an option: ``bce_negative`` = ``bce(unknown="negative")`` (assume negative),
+``bn_bce_per_image`` = ``bn_bce(per_image=True)``."""
+register_loss = LOSSES.register
 
 
 # --------------------------------------------------------------------------- helpers
 
 def _check_inputs(scores: Tensor, y: Tensor, name: str) -> None:
-    check_labels(y, "y")
+    # observed labels: 0 is unknown by definition (a positives-only batch is legitimate)
+    check_labels(y, "y", zero_means="unknown")
     check_scores(scores, y, name=name, y_name="y")
 
 
@@ -67,6 +77,22 @@ def _check_bool(value: object, name: str) -> None:
         raise TypeError(f"{name} must be True or False, got {value!r}")
 
 
+REDUCTIONS = ("mean", "sum", "none")
+
+
+def _check_reduction(reduction: object) -> None:
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {', '.join(map(repr, REDUCTIONS))}, got {reduction!r}")
+
+
+def _reduce(per_image: Tensor, loss: Tensor, reduction: str) -> Tensor:
+    """``loss`` (the "mean" reduction, computed in the paper's own order of operations) or
+    the per-image losses ``per_image`` (N,) whose mean it is, or their sum."""
+    if reduction == "mean":
+        return loss
+    return per_image if reduction == "none" else per_image.sum()
+
+
 def _known_bce_terms(logits: Tensor, pos: Tensor, neg: Tensor) -> Tensor:
     """Per-entry negative log-likelihood, zero (and gradient-free) where neither mask holds.
 
@@ -77,7 +103,8 @@ def _known_bce_terms(logits: Tensor, pos: Tensor, neg: Tensor) -> Tensor:
 
 # --------------------------------------------------------------------------- BCE
 
-def bce(logits: Tensor, y: Tensor, *, unknown: str = "ignore") -> Tensor:
+@register_loss("bce")
+def bce(logits: Tensor, y: Tensor, *, unknown: str = "ignore", reduction: str = "mean") -> Tensor:
     """Class-normalised binary cross-entropy, Durand et al. 2019's "standard BCE".
 
     Paper: Durand, Mehrasa, Mori, "Learning a Deep ConvNet for Multi-label Classification
@@ -92,18 +119,22 @@ def bce(logits: Tensor, y: Tensor, *, unknown: str = "ignore") -> Tensor:
         unknown: ``"ignore"`` drops the y == 0 entries (they still count in the N*C
             denominator, as in the paper: that is exactly the weakness partial-BCE fixes);
             ``"negative"`` treats them as absent ("assume negative").
+        reduction: ``"mean"`` (the formula above), ``"none"``: the per-image losses (N,)
+            ``-(1/C) sum_c [...]`` whose mean it is, ``"sum"``: their sum.
 
     Returns:
-        Scalar loss in float32 or wider. An empty batch gives 0.
+        Scalar loss in float32 or wider (per-image losses with ``reduction="none"``). An
+        empty batch gives 0.
     """
     _check_inputs(logits, y, "logits")
     if unknown not in ("ignore", "negative"):
         raise ValueError(f"unknown must be 'ignore' or 'negative', got {unknown!r}")
+    _check_reduction(reduction)
     x = _at_least_float32(logits)
     pos = y == 1
     neg = (y == -1) | (y == 0) if unknown == "negative" else y == -1
     terms = _known_bce_terms(x, pos, neg)
-    return terms.sum() / max(terms.numel(), 1)
+    return _reduce(terms.sum(dim=1) / max(x.shape[1], 1), terms.sum() / max(terms.numel(), 1), reduction)
 
 
 # --------------------------------------------------------------------------- partial-BCE
@@ -145,8 +176,9 @@ def partial_bce_coefficients(gamma: float, g_at: float = 0.1, value: float = 5.0
     return alpha, 1.0 - alpha
 
 
+@register_loss("partial_bce")
 def partial_bce(logits: Tensor, y: Tensor, alpha: float = -4.45, beta: float = 5.45,
-                gamma: float = 1.0) -> Tensor:
+                gamma: float = 1.0, *, reduction: str = "mean") -> Tensor:
     """Partial-BCE of Durand et al. 2019: BCE re-weighted by the proportion of known labels.
 
     Paper: Durand, Mehrasa, Mori, CVPR 2019, section 3.1, Eq. 1 and Eq. 2. Per image i:
@@ -172,14 +204,17 @@ def partial_bce(logits: Tensor, y: Tensor, alpha: float = -4.45, beta: float = 5
         logits: float (N, C) logits.
         y: (N, C) labels in {-1, 0, 1}.
         alpha, beta, gamma: the coefficients of g (Eq. 2).
+        reduction: ``"mean"`` over the N images (Eq. 7), ``"none"``: the per-image losses
+            l_i (N,), ``"sum"``: their sum.
 
     Returns:
-        Scalar loss in float32 or wider.
+        Scalar loss in float32 or wider (per-image losses with ``reduction="none"``).
     """
     _check_inputs(logits, y, "logits")
     alpha = _check_number(alpha, "alpha")
     beta = _check_number(beta, "beta")
     gamma = _check_number(gamma, "gamma")
+    _check_reduction(reduction)
     x = _at_least_float32(logits)
     num_images, num_classes = x.shape
     terms = _known_bce_terms(x, y == 1, y == -1)
@@ -190,16 +225,17 @@ def partial_bce(logits: Tensor, y: Tensor, alpha: float = -4.45, beta: float = 5
     p_y = torch.where(has_known, num_known / max(num_classes, 1), torch.ones_like(num_known))
     g = torch.where(has_known, alpha * p_y.pow(gamma) + beta, torch.zeros_like(p_y))
     per_image = g * terms.sum(dim=1) / max(num_classes, 1)
-    return per_image.sum() / max(num_images, 1)
+    return _reduce(per_image, per_image.sum() / max(num_images, 1), reduction)
 
 
 # --------------------------------------------------------------------------- BN-BCE
 
-def bn_bce(logits: Tensor, y: Tensor, *, per_image: bool = False) -> Tensor:
+@register_loss("bn_bce")
+def bn_bce(logits: Tensor, y: Tensor, *, per_image: bool = False, reduction: str = "mean") -> Tensor:
     """BN-BCE of Wang et al. 2023: BCE normalised by the number of known labels.
 
     Paper: Wang, Wan, Xiang, Zeng, "Saliency Regularization for Self-Training with Partial
-    Annotations", ICCV 2023. The paper is ambiguous (design section 10): section 4.3 says
+    Annotations", ICCV 2023. The paper is ambiguous: its section 4.3 says
     BN-BCE is normalised "by the number of known labels from a batch", while Eq. 9 divides
     each image by its own number of known labels sum_c |y_c| and Eq. 10 sums over images.
 
@@ -217,27 +253,35 @@ def bn_bce(logits: Tensor, y: Tensor, *, per_image: bool = False) -> Tensor:
         logits: float (N, C) logits.
         y: (N, C) labels in {-1, 0, 1}.
         per_image: use Eq. 9's per-image normalisation instead of the batch one.
+        reduction: ``"mean"`` (the loss above), ``"none"``: per-image losses (N,) whose mean
+            it is (with the batch normalisation, image i's BCE sum times N over the batch's
+            known entries), ``"sum"``: their sum.
 
     Returns:
-        Scalar loss in float32 or wider.
+        Scalar loss in float32 or wider (per-image losses with ``reduction="none"``).
     """
     _check_inputs(logits, y, "logits")
     _check_bool(per_image, "per_image")
+    _check_reduction(reduction)
     x = _at_least_float32(logits)
     terms = _known_bce_terms(x, y == 1, y == -1)
     known = y != 0
+    n = x.shape[0]
     if not per_image:
-        return terms.sum() / known.sum().clamp(min=1).to(x.dtype)
+        total_known = known.sum().clamp(min=1).to(x.dtype)
+        return _reduce(terms.sum(dim=1) * n / total_known, terms.sum() / total_known, reduction)
     num_known = known.sum(dim=1)
     per_image_loss = terms.sum(dim=1) / num_known.clamp(min=1).to(x.dtype)
-    return per_image_loss.sum() / (num_known > 0).sum().clamp(min=1).to(x.dtype)
+    images = (num_known > 0).sum().clamp(min=1).to(x.dtype)
+    return _reduce(per_image_loss * n / images, per_image_loss.sum() / images, reduction)
 
 
 # --------------------------------------------------------------------------- ASL
 
+@register_loss("asl")
 def asl(x: Tensor, y: Tensor, gamma_pos: float = 0.0, gamma_neg: float = 4.0, clip: float = 0.05,
         from_logits: bool = True, *, focal_grad: bool = False, reduction: str = "sum",
-        eps: float = 1e-8) -> Tensor:
+        eps: float = 1e-8, prob_clamp: str = "both") -> Tensor:
     """Asymmetric loss (ASL) of Ridnik / Ben-Baruch et al., ICCV 2021, as used by Pene et al.
     2021 (GALC-SLR, section 3, the L_ASL formula) and by the ASL authors' training script.
 
@@ -268,11 +312,20 @@ def asl(x: Tensor, y: Tensor, gamma_pos: float = 0.0, gamma_neg: float = 4.0, cl
         reduction: ``"sum"`` (default, the authors' reduction) sums over batch and classes,
             so the loss and its gradient scale with the batch size; Adam is invariant to that
             scale, SGD is not (adjust the learning rate). ``"mean"`` divides the sum by the
-            number of known entries (0 when there is none).
-        eps: only used with ``from_logits=False``: p is clamped into [eps, 1 - eps] before
-            the logs. Scores outside that range (e.g. the corrected probabilities
-            C^T sigma(g(x)) of GALC-SLR, which can leave [0, 1]) therefore get a *zero
-            gradient* where the clamp is active, and a finite loss.
+            number of known entries (0 when there is none); ``"none"`` gives each image's
+            sum over its classes (N,).
+        eps: only used with ``from_logits=False``, see ``prob_clamp``.
+        prob_clamp: how probability-like scores outside [0, 1] (the corrected probabilities
+            Ĉᵀσ(g(x)) of GALC-SLR can leave it; ASL's paper never meets the case) are read,
+            with ``from_logits=False``:
+
+            * ``"both"`` (default): p is clamped into [eps, 1 - eps] before the logs, so a
+              score outside gets a finite loss and a *zero gradient*, positive or negative;
+            * ``"authors"``: the ASL authors' code applied to probabilities:
+              log(max(p, eps)) for a positive (no upper clamp: a positive with p > 1 keeps
+              its gradient) and log(max(min(1 - p + clip, 1), eps)) for a negative (zero
+              gradient once p > 1 + clip - eps). With gamma_pos > 0, (1 - p)**gamma_pos is
+              undefined for p > 1, as in their code: use gamma_pos = 0 (Pene et al.'s setting).
 
     Departure from the authors' code: with ``from_logits=True`` we use the exact
     log-sigmoid (log p = logsigmoid(x); log(1 - p) = logsigmoid(-x) when clip = 0;
@@ -293,11 +346,12 @@ def asl(x: Tensor, y: Tensor, gamma_pos: float = 0.0, gamma_neg: float = 4.0, cl
     clip = float(clip)
     _check_bool(from_logits, "from_logits")
     _check_bool(focal_grad, "focal_grad")
-    if reduction not in ("sum", "mean"):
-        raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
+    _check_reduction(reduction)
     eps = _check_number(eps, "eps")
     if not 0.0 < eps < 0.5:
         raise ValueError(f"eps must be in the open interval (0, 0.5), got {eps}")
+    if prob_clamp not in ("both", "authors"):
+        raise ValueError(f"prob_clamp must be 'both' or 'authors', got {prob_clamp!r}")
 
     s = _at_least_float32(x)
     pos = y == 1
@@ -309,11 +363,16 @@ def asl(x: Tensor, y: Tensor, gamma_pos: float = 0.0, gamma_neg: float = 4.0, cl
         log_q = F.logsigmoid(-s) if clip == 0.0 else torch.log(torch.sigmoid(-s) + clip)
         # (1 - p)**gamma_pos as exp(gamma * logsigmoid(-x)): finite value and gradient for any x.
         w_pos = torch.exp(gamma_pos * F.logsigmoid(-s))
-    else:
+    elif prob_clamp == "both":
         p = s.clamp(min=eps, max=1.0 - eps)  # zero gradient where the clamp is active
         log_p = torch.log(p)
         log_q = torch.log(1.0 - p + clip)  # >= log(eps + clip) > -inf
         w_pos = (1.0 - p).pow(gamma_pos)  # 1 - p >= eps > 0
+    else:  # the authors' clamps: positives from below only, negatives' 1 - p + clip into [eps, 1]
+        p = s
+        log_p = torch.log(p.clamp(min=eps))
+        log_q = torch.log((1.0 - p + clip).clamp(min=eps, max=1.0))
+        w_pos = (1.0 - p).pow(gamma_pos)
 
     # Negatives at or below the margin (p_m = 0) have log(1 - p_m) = 0 exactly. The
     # stand-in 1 keeps pow() away from 0**(gamma-1), whose gradient is inf for gamma < 1.
@@ -326,36 +385,30 @@ def asl(x: Tensor, y: Tensor, gamma_pos: float = 0.0, gamma_neg: float = 4.0, cl
 
     zero = s.new_zeros(())
     likelihood = torch.where(pos, w_pos * log_p, torch.where(active, w_neg * log_q, zero))
+    if reduction == "none":
+        return -likelihood.sum(dim=1)
     total = -likelihood.sum()
     if reduction == "mean":
         total = total / (pos | neg).sum().clamp(min=1).to(total.dtype)
     return total
 
 
-# --------------------------------------------------------------------------- registry
+# --------------------------------------------------------------------------- aliases and lookup
 
-LOSSES: dict[str, Callable[..., Tensor]] = {
-    "bce": bce,
-    "bce_negative": functools.partial(bce, unknown="negative"),
-    "partial_bce": partial_bce,
-    "bn_bce": bn_bce,
-    "bn_bce_per_image": functools.partial(bn_bce, per_image=True),
-    "asl": asl,
-}
-"""Losses by name. Aliases: ``bce_negative`` = ``bce(unknown="negative")`` (assume
-negative), ``bn_bce_per_image`` = ``bn_bce(per_image=True)``."""
+register_loss("bce_negative", functools.partial(bce, unknown="negative"))
+register_loss("bn_bce_per_image", functools.partial(bn_bce, per_image=True))
 
 
-def _options(loss: Callable[..., Tensor]) -> list[str]:
-    """Names a caller may set through :func:`get_loss`: every parameter after (scores, y),
+def _options(loss: Loss) -> list[str]:
+    """Names a caller may set through :func:`create_loss`: every parameter after (scores, y),
     except those an alias already fixes."""
     fixed = set(loss.keywords) if isinstance(loss, functools.partial) else set()
     params = list(inspect.signature(loss).parameters)[2:]
     return [name for name in params if name not in fixed]
 
 
-def get_loss(name: str, **kwargs: object) -> Callable[[Tensor, Tensor], Tensor]:
-    """A loss from :data:`LOSSES` with its options bound: ``get_loss("asl", gamma_neg=2)``
+def create_loss(name: str, **options: object) -> Callable[[Tensor, Tensor], Tensor]:
+    """A loss from :data:`LOSSES` with its options bound: ``create_loss("asl", gamma_neg=2)``
     returns a ``functools.partial`` called as ``loss(logits, y)``.
 
     Raises:
@@ -370,11 +423,11 @@ def get_loss(name: str, **kwargs: object) -> Callable[[Tensor, Tensor], Tensor]:
         raise ValueError(f"unknown loss {name!r}; valid names: {', '.join(sorted(LOSSES))}")
     loss = LOSSES[name]
     valid = _options(loss)
-    unknown = sorted(set(kwargs) - set(valid))
+    unknown = sorted(set(options) - set(valid))
     if unknown:
         raise TypeError(f"loss {name!r} has no option(s) {', '.join(map(repr, unknown))}; "
                         f"valid options: {', '.join(valid) if valid else '(none)'}")
-    bound = functools.partial(loss, **kwargs)
+    bound = functools.partial(loss, **options)
     # Fail at configuration time, not at the first training step, on a bad option value.
     with torch.no_grad():
         bound(torch.zeros(1, 1), torch.ones(1, 1, dtype=torch.int8))

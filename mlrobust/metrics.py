@@ -4,7 +4,7 @@ Every function takes ``logits`` (float tensor (N, C), pre-sigmoid scores, any dt
 and labels ``y`` (tensor (N, C): 1 present, -1 absent, 0 unknown) and reports percent (0-100).
 All arithmetic runs on the CPU in float64, so a result does not depend on the device or on the
 precision the model was run in. Entries with ``y == 0`` (unknown) are left out of every count:
-a metric only ever looks at the labels we know. The definitions follow design section 7.
+a metric only ever looks at the labels we know. The definitions are spelled out below.
 
 Why spell the definitions out? Papers and repositories in this field report numbers under the
 same names that are computed differently, and the differences are often larger than the gains
@@ -103,7 +103,7 @@ def average_precision(logits: Tensor, y: Tensor, *, voc07: bool = False) -> Tens
     positives among the images ranked at or above its score); AP is the mean of these
     contributions over the positives. Images with the same score enter the ranking together
     (a tie counts as one threshold). This is the non-interpolated AP and equals
-    ``sklearn.metrics.average_precision_score`` on the known entries (design section 7).
+    ``sklearn.metrics.average_precision_score`` on the known entries.
 
     With ``voc07=True`` the **VOC-07 11-point AP** is returned instead: for each recall level
     t in {0, 0.1, ..., 1}, take the best precision reached at any threshold whose recall is at
@@ -162,7 +162,7 @@ def mean_average_precision(logits: Tensor, y: Tensor, *, voc07: bool = False) ->
 
     mAP is the mean of :func:`average_precision` over the classes that have at least one known
     positive; a class with no positive has no AP and is left out rather than counted as 0 (some
-    repositories count it as 0; see the module docstring and design section 7). Returns
+    repositories count it as 0; see the module docstring). Returns
     ``(mAP, skipped_classes)``; mAP is NaN when every class is skipped.
     ``voc07=True`` averages the VOC-07 11-point AP instead.
     """
@@ -211,7 +211,7 @@ def _f1(p: Tensor, r: Tensor) -> Tensor:
 
 def evaluate(logits: Tensor, y: Tensor, threshold: float = 0.5, top_k: int | None = None,
              *, voc07: bool = False) -> dict[str, float]:
-    """All evaluation metrics of a multi-label classifier, in percent (design section 7).
+    """All evaluation metrics of a multi-label classifier, in percent.
 
     Labels are predicted when ``sigmoid(logit) >= threshold``; with ``top_k=k`` the k
     highest-scoring labels of each image are predicted instead (ties broken by ``torch.topk``).

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from mlrobust.data.augment import POLICIES, Policy, apply_params, augment, draw_params
-from mlrobust.engine.batches import Preprocess, epoch_augmentation
+from mlrobust.data import Preprocess
+from mlrobust.engine.batches import epoch_augmentation
 
 
 def _images(b: int = 8, s: int = 16) -> torch.Tensor:

@@ -11,10 +11,11 @@ from dataclasses import fields
 import pytest
 import torch
 
-from mlrobust.bench import (METHOD_CASES, BenchResult, BenchSettings, BenchTable, bench_inference, bench_loading,
+from mlrobust.bench import (BenchResult, BenchSettings, BenchTable, bench_inference, bench_loading,
                             bench_methods, bench_train_step, format_report, format_table, time_step)
 from mlrobust.cli import main
-from mlrobust.data import DATASETS
+from mlrobust.data import DATASETS, DatasetBase
+from mlrobust.methods import BENCH_CASES
 
 TINY = {"batch_size": 4, "image_size": 32, "device": "cpu", "steps": 1, "warmup": 0}
 TITLES = ["## Training and inference", "## Data loading and augmentation", "## Method step time relative to BCE"]
@@ -47,7 +48,7 @@ def test_train_and_inference_rows() -> None:
 
 def test_method_ratios_cover_every_case_and_baseline_has_none() -> None:
     rows = bench_methods(BenchSettings(**TINY), rounds=1)
-    assert [r.what for r in rows] == [c.label for c in METHOD_CASES.values()]
+    assert [r.what for r in rows] == [c.label for c in BENCH_CASES.values()]
     assert rows[0].what.startswith("BCE") and rows[0].ratio_to_bce is None
     for row in rows:
         _check_row(row)
@@ -56,7 +57,7 @@ def test_method_ratios_cover_every_case_and_baseline_has_none() -> None:
 
 def test_method_subset_always_measures_the_baseline_first() -> None:
     rows = bench_methods(BenchSettings(**TINY), ["weldon"], rounds=2)
-    assert [r.what for r in rows] == [METHOD_CASES["bce"].label, METHOD_CASES["weldon"].label]
+    assert [r.what for r in rows] == [BENCH_CASES["bce"].label, BENCH_CASES["weldon"].label]
     with pytest.raises(ValueError, match="unknown bench method"):
         bench_methods(BenchSettings(**TINY), ["nope"])
 
@@ -68,8 +69,8 @@ def test_loading_on_the_embedded_benchmark(augment: str) -> None:
     assert "shapescenes" in row.what and augment in row.what
 
 
-class _DiskLike(torch.utils.data.Dataset):
-    """A dataset without ``load_batch``: it goes through the DataLoader path."""
+class _DiskLike(DatasetBase):
+    """A dataset read item by item (``in_memory`` False): it goes through the DataLoader path."""
 
     def __init__(self, n: int, image_size: int) -> None:
         self.images = torch.randint(0, 256, (n, 3, image_size, image_size), dtype=torch.uint8)
@@ -84,7 +85,7 @@ class _DiskLike(torch.utils.data.Dataset):
 
 
 def test_loading_any_registered_dataset_through_the_dataloader(monkeypatch) -> None:
-    factory = lambda split, *, root, image_size, n, seed, cache: _DiskLike(3, image_size)  # noqa: E731
+    factory = lambda split, *, root, image_size, n, seed: _DiskLike(3, image_size)  # noqa: E731
     monkeypatch.setitem(DATASETS, "disk_like", factory)
     row = bench_loading("disk_like", 4, 1, "cpu", 2, augment="weak", warmup=1, data_root="/nowhere")
     _check_row(row)  # 3 images, 12 needed: the order repeats
@@ -123,7 +124,7 @@ def test_cli_writes_the_whole_record(tmp_path, capsys) -> None:
     for title in TITLES:
         assert title in text
     assert text.count("Device: ") == len(TITLES) and "Settings: backbone=cnn_s" in text
-    for what in ("train step (bce)", "inference", "render shapescenes", "augment flip", METHOD_CASES["galc"].label):
+    for what in ("train step (bce)", "inference", "render shapescenes", "augment flip", BENCH_CASES["galc"].label):
         assert what in text
 
 

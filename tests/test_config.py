@@ -9,14 +9,15 @@ import yaml
 
 from mlrobust.cli import main
 from mlrobust.config import ConfigError, DataConfig, ExperimentConfig, TrainConfig, apply_overrides, load_config
-from mlrobust.experiments import build_method, observed_labels
+from mlrobust.experiments import observed_labels
+from mlrobust.methods import MethodContext, build_method
 
 
 def test_round_trip_through_dict_json_and_yaml(tmp_path) -> None:
     cfg = ExperimentConfig(name="x", data=DataConfig(protocol="partial", protocol_args={"known": 0.1}),
                            train=TrainConfig(lr_steps=[10, 15], grad_clip=1.0))
     assert ExperimentConfig.from_dict(cfg.to_dict()) == cfg
-    cfg.to_json(tmp_path / "c.json")
+    (tmp_path / "c.json").write_text(json.dumps(cfg.to_dict()))
     assert load_config(tmp_path / "c.json") == cfg
     (tmp_path / "c.yaml").write_text(cfg.to_yaml())
     assert load_config(tmp_path / "c.yaml") == cfg
@@ -83,8 +84,16 @@ def test_protocol_and_method_names_are_checked() -> None:
     with pytest.raises(ConfigError, match=r"data.protocol_args \['keep'\] not accepted by protocol 'partial'; "
                                           r"valid: \['known', 'per_image'\]"):
         observed_labels(y, DataConfig(protocol="partial", protocol_args={"keep": 0.1}))
+    cfg = ExperimentConfig(method="durand")
     with pytest.raises(ConfigError, match="unknown method 'durand'"):
-        build_method(ExperimentConfig(method="durand"), None)
+        build_method(cfg, MethodContext(cfg, None, y))
+    cfg = ExperimentConfig(method="curriculum", method_args={"strategy": "threshold", "theeta": 2})
+    with pytest.raises(ConfigError, match=r"unknown config key\(s\) method_args.theeta in method_args; "
+                                          r"valid keys: strategy, theta, at, passes, batch_size"):
+        build_method(cfg, MethodContext(cfg, None, y))
+    cfg = ExperimentConfig(method="curriculum", method_args={"strategy": "maybe"})
+    with pytest.raises(ConfigError, match=r"method_args.strategy must be one of \['threshold'"):
+        build_method(cfg, MethodContext(cfg, None, y))
 
 
 def test_cli_config_and_errors(capsys) -> None:
@@ -128,3 +137,30 @@ def test_cli_reports_bad_loss_options_without_a_traceback(tmp_path, capsys) -> N
     assert main(args) == 2
     assert "gamma" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.parametrize("build,message", [
+    (lambda: TrainConfig(amp="false"), "train.amp must be of type bool, got 'false'"),
+    (lambda: TrainConfig(grad_clip=-1.0), "train.grad_clip must be > 0 or None (no clipping), got -1.0"),
+    (lambda: TrainConfig(grad_clip=0), "train.grad_clip must be > 0 or None"),
+    (lambda: TrainConfig(weight_decay=-1e-4), "train.weight_decay must be >= 0, got -0.0001"),
+    (lambda: TrainConfig(eval_batch_size=0), "train.eval_batch_size must be >= 1, got 0"),
+    (lambda: TrainConfig(device="tpu"), "train.device must be 'auto', 'cpu', 'mps', 'cuda' or 'cuda:N', got 'tpu'"),
+    (lambda: TrainConfig(lr=float("inf")), "train.lr must be a finite number, got inf"),
+    (lambda: DataConfig(n_train="10"), "data.n_train must be of type int, got '10'"),
+    (lambda: ExperimentConfig(data=5), "data must be a mapping of DataConfig fields, got 5"),
+])
+def test_configs_built_in_python_are_type_checked(build, message) -> None:
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        build()
+
+
+def test_resume_conflicts_ignore_where_and_how_fast_a_run_runs() -> None:
+    from mlrobust.config import resume_conflicts
+
+    saved = ExperimentConfig().to_dict()
+    moved = ExperimentConfig(train=TrainConfig(device="cpu", progress=False), data=DataConfig(num_workers=4))
+    assert resume_conflicts(saved, moved) == []
+    changed = ExperimentConfig(train=TrainConfig(lr=0.5))
+    assert resume_conflicts(saved, changed) == ["train.lr: 0.1 -> 0.5"]
+    assert resume_conflicts(None, changed) == []

@@ -1,5 +1,5 @@
 """Tests of mlrobust.data: the embedded benchmark ShapeScenes (determinism, label and
-attribute semantics against the scene table, the statistics design section 5 asks for,
+attribute semantics against the scene table, the statistics a multi-label test bed needs,
 rendering) and the dataset registry."""
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from mlrobust.data import (
     LabelledDataset,
     ShapeScenes,
     TensorImages,
-    build_dataset,
+    create_dataset,
     register_dataset,
     render_scenes,
     sample_scenes,
@@ -494,24 +494,24 @@ def test_gpu_render_matches_cpu(small: ShapeScenes, small_images: torch.Tensor) 
 # --------------------------------------------------------------------------- registry
 
 
-def test_build_dataset_shapescenes() -> None:
-    ds = build_dataset("shapescenes", "test", n=10, image_size=32, seed=2)
+def test_create_dataset_shapescenes() -> None:
+    ds = create_dataset("shapescenes", "test", n=10, image_size=32, seed=2)
     assert isinstance(ds, ShapeScenes) and isinstance(ds, LabelledDataset)
     assert len(ds) == 10 and ds.split == "test" and ds.image_size == 32
     assert torch.equal(ds.labels, ShapeScenes(10, image_size=32, seed=2, split="test").labels)
     assert len(ds.classes) == C
-    ood = build_dataset("shapescenes", "unlabeled", n=20, ood_fraction=1.0)
+    ood = create_dataset("shapescenes", "unlabeled", n=20, ood_fraction=1.0)
     assert (ood.labels == -1).all()
 
 
-def test_build_dataset_errors() -> None:
+def test_create_dataset_errors() -> None:
     with pytest.raises(ValueError) as err:
-        build_dataset("coco2014_missing", "train")
+        create_dataset("coco2014_missing", "train")
     assert "coco2014_missing" in str(err.value) and "shapescenes" in str(err.value)
     with pytest.raises(ValueError, match="root"):
-        build_dataset("shapescenes", "train", n=4, root="/data/coco")
+        create_dataset("shapescenes", "train", n=4, root="/data/coco")
     with pytest.raises(ValueError, match="split"):
-        build_dataset("shapescenes", "holdout", n=4)
+        create_dataset("shapescenes", "holdout", n=4)
 
 
 def test_register_dataset() -> None:
@@ -528,7 +528,7 @@ def test_register_dataset() -> None:
 
     try:
         register_dataset("test_tensor_dataset")(factory)
-        ds = build_dataset("test_tensor_dataset", "val", n=2, seed=5)
+        ds = create_dataset("test_tensor_dataset", "val", n=2, seed=5)
         assert isinstance(ds, TensorImages) and seen == {"split": "val", "n": 2, "seed": 5}
     finally:
         DATASETS.pop("test_tensor_dataset", None)

@@ -278,8 +278,11 @@ def test_curriculum_resume_restores_the_steps_and_the_store(tmp_path, feature_sp
 
 def test_curriculum_config_errors(feature_splits) -> None:
     cfg = curriculum_config("/tmp", "threshold", 0.5)
-    cfg.method_args = {"strategy": "threshold"}
-    with pytest.raises(ValueError, match="needs method_args strategy and theta"):
+    cfg.method_args = {"strategy": "threshold", "thetta": 2.0}
+    with pytest.raises(ValueError, match=r"unknown config key\(s\) method_args.thetta"):
+        run_experiment(cfg, data=feature_splits, write=False)
+    cfg.method_args = {"strategy": "threshold", "at": [0.5, 1.5]}
+    with pytest.raises(ValueError, match=r"method_args.at must be fractions of training in \(0, 1\)"):
         run_experiment(cfg, data=feature_splits, write=False)
 
 

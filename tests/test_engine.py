@@ -17,10 +17,11 @@ import yaml
 
 from mlrobust import losses
 from mlrobust.config import DataConfig, ExperimentConfig, TrainConfig
-from mlrobust.engine import (Hook, NonFiniteLossError, SupervisedMethod, Trainer, atomic_save, build_schedule,
-                             epoch_order, load_checkpoint, progress_enabled)
+from mlrobust.engine import (Hook, Method, NonFiniteLossError, Trainer, atomic_save, build_schedule, epoch_order,
+                             load_checkpoint, progress_enabled)
 from mlrobust.engine import checkpoint as checkpoint_module
 from mlrobust.experiments import build_data, observed_labels, run_experiment
+from mlrobust.methods import SupervisedMethod
 from mlrobust.models import create_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -200,7 +201,9 @@ class Relabel(Hook):
 
     def on_epoch_start(self, trainer, epoch) -> None:
         if epoch == 1:
-            trainer.train_labels[:32] = 1
+            labels = trainer.train_labels.clone()
+            labels[:32] = 1
+            trainer.set_train_labels(labels)
 
     def on_batch_end(self, trainer, batch, logits, loss) -> None:
         if trainer.epoch == 1:
@@ -349,7 +352,7 @@ def test_on_fit_start_runs_before_the_checkpoint_is_restored(tmp_path, tiny_data
 
 
 def test_progress_is_off_in_kernels_started_by_batch_runners(monkeypatch) -> None:
-    from mlrobust.engine import utils
+    from mlrobust import progress as utils
 
     monkeypatch.delenv("MLROBUST_PROGRESS", raising=False)
     monkeypatch.delenv("CI", raising=False)
@@ -370,3 +373,74 @@ def test_cuda_fit_resume_and_bf16_autocast(tmp_path, tiny_data) -> None:
     resumed = make_trainer(tiny_data, tmp_path, TrainConfig(**{**cfg.__dict__, "epochs": 3}))
     resumed.fit(resume=True)
     assert resumed.epoch == 3
+
+
+class TwoViews(Method):
+    """A consistency-style method: BCE on a weak view plus BCE on a strong view, recording the
+    views it was given (what a weak/strong self-training method does with a batch)."""
+
+    def __init__(self) -> None:
+        self.seen: list[torch.Tensor] = []
+
+    def training_loss(self, trainer, batch):
+        weak, strong = batch.view("weak"), batch.view("strong")
+        self.seen.append(torch.stack([weak.sum(), strong.sum(), batch.view("strong", k=1).sum()]))
+        logits_weak, features = trainer.model(weak, with_features=True)
+        assert features.dim() == 4 and features.shape[0] == weak.shape[0]
+        logits = trainer.model(strong)
+        return losses.bce(logits_weak, batch.targets) + losses.bce(logits, batch.targets), logits
+
+
+def test_views_are_seeded_per_batch_and_resume_bit_exactly(tmp_path, tiny_data) -> None:
+    cfg = TrainConfig(epochs=3, batch_size=32, lr=0.05, progress=False)
+
+    def trainer(run_dir, hooks, method):
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            model = create_model("cnn_s", 24)
+        return Trainer(model, method, tiny_data.train, tiny_data.train.labels, cfg, hooks=hooks, run_dir=run_dir)
+
+    straight_method = TwoViews()
+    straight = trainer(tmp_path / "a", [], straight_method)
+    straight.fit()
+    sums = torch.stack(straight_method.seen)
+    assert not torch.equal(sums[:, 1], sums[:, 2]), "two draws of one policy differ"
+    assert not torch.equal(sums[:, 0], sums[:, 1]), "weak and strong views differ"
+    crashed = trainer(tmp_path / "b", [Interrupt(2)], TwoViews())
+    with pytest.raises(KeyboardInterrupt):
+        crashed.fit()
+    resumed_method = TwoViews()
+    resumed = trainer(tmp_path / "b", [Interrupt(-1)], resumed_method)
+    resumed.fit(resume=True)
+    torch.testing.assert_close(torch.stack(resumed_method.seen), sums[-len(resumed_method.seen):], rtol=0, atol=0)
+    assert_same_weights(straight.module.state_dict(), resumed.module.state_dict())
+
+
+def test_set_train_labels_checks_and_inference_passes(tiny_data) -> None:
+    trainer = make_trainer(tiny_data, None, TrainConfig(epochs=1, batch_size=32, progress=False))
+    with pytest.raises(ValueError, match="train_labels has 3 rows but the training set has 128"):
+        trainer.set_train_labels(tiny_data.train.labels[:3])
+    with pytest.raises(ValueError, match=r"train_labels must hold values in \{-1, 0, 1\}"):
+        trainer.set_train_labels(tiny_data.train.labels * 2)
+    trainer.set_train_labels(torch.zeros_like(tiny_data.train.labels))
+    assert trainer.train_labels.dtype == torch.int8 and not trainer.train_labels.any()
+    features = trainer.features(tiny_data.test, batch_size=20)
+    assert features.shape == (64, trainer.module.backbone.num_features)
+    rows = trainer.infer(tiny_data.test, lambda x: trainer.module(x)[:, :2], batch_size=9)
+    torch.testing.assert_close(rows, trainer.predict(tiny_data.test)[:, :2])
+
+
+def test_a_dataset_missing_a_protocol_member_is_named(tiny_data) -> None:
+    class Bare(torch.utils.data.Dataset):
+        labels = tiny_data.train.labels
+        classes = tiny_data.train.classes
+
+        def __len__(self):
+            return 128
+
+        def __getitem__(self, i):
+            return tiny_data.train[i]
+
+    with pytest.raises(TypeError, match="train_set \\(Bare\\) lacks kind, in_memory, load_batch"):
+        Trainer(create_model("cnn_s", 24), SupervisedMethod(losses.bce), Bare(), tiny_data.train.labels,
+                TrainConfig(progress=False))

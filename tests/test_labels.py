@@ -150,7 +150,8 @@ def test_frequency_corruption_preserves_class_frequencies() -> None:
     p_pos = torch.linspace(0.02, 0.3, C_BIG)
     y = random_labels(N_BIG, C_BIG, 12, p_pos=p_pos, p_unknown=0.2)
     y[:500] = 0  # unlabeled images are never corrupted
-    out, index = labels.frequency_corruption(y, 0.4, 13, return_index=True)
+    out = labels.frequency_corruption(y, 0.4, 13)
+    index = labels.frequency_corruption_index(y, 0.4, 13)
     assert index.numel() == round(0.4 * (N_BIG - 500)) and int(index.unique().numel()) == index.numel()
     assert (index >= 500).all()
     corrupted = out[index]
@@ -337,8 +338,8 @@ def test_symmetric_noise_hand_examples() -> None:
 def test_frequency_corruption_exact_properties(y: torch.Tensor, fraction: float,
                                                seed: int) -> None:
     freq = torch.linspace(0.1, 0.9, y.shape[1])
-    out, index = labels.frequency_corruption(y, fraction, seed, class_frequency=freq,
-                                             return_index=True)
+    out = labels.frequency_corruption(y, fraction, seed, class_frequency=freq)
+    index = labels.frequency_corruption_index(y, fraction, seed)
     labeled = (y != 0).any(dim=1)
     assert index.numel() == round(fraction * int(labeled.sum()))
     assert labeled[index].all()
@@ -508,3 +509,21 @@ def test_label_values_are_not_read_on_devices_other_than_the_cpu() -> None:
         check_labels(torch.tensor([[2, 0, 1]], dtype=torch.int8), "y")
     with pytest.raises(ValueError, match="shape"):
         check_labels(torch.empty(3, dtype=torch.int8, device="meta"), "y")
+
+
+def test_protocol_registry_returns_tensors_and_checks_options() -> None:
+    from mlrobust.options import ConfigError
+
+    y = random_labels(40, 6, 0, p_unknown=0.0)
+    noisy = labels.create_protocol("symmetric_noise", eta=0.5)(y, 3)
+    assert isinstance(noisy, torch.Tensor) and torch.equal(noisy, labels.symmetric_noise(y, 0.5, 3).labels)
+    assert torch.equal(labels.symmetric_noise(y, 0.5, 3).c_true, labels.symmetric_noise_matrix(6, 0.5))
+    assert torch.equal(labels.create_protocol("full")(y, 0), y)
+    for name in labels.PROTOCOLS:
+        assert name in {"full", "partial", "dense", "noisy", "single_positive", "symmetric_noise",
+                        "frequency_corruption", "semi_supervised"}
+    with pytest.raises(ConfigError, match=r"not accepted by protocol 'frequency_corruption'; valid: "
+                                          r"\['fraction', 'class_frequency', 'max_rounds'\]"):
+        labels.create_protocol("frequency_corruption", fraction=0.1, return_index=True)
+    with pytest.raises(ConfigError, match="unknown data.protocol 'parital'"):
+        labels.create_protocol("parital")

@@ -581,7 +581,7 @@ def test_bad_inputs_name_the_argument(name):
     (lambda x, y: losses.bn_bce(x, y, per_image=1), TypeError, "per_image"),
     (lambda x, y: losses.asl(x, y, gamma_neg=-1.0), ValueError, "gamma_neg"),
     (lambda x, y: losses.asl(x, y, clip=1.5), ValueError, "clip"),
-    (lambda x, y: losses.asl(x, y, reduction="none"), ValueError, "reduction"),
+    (lambda x, y: losses.asl(x, y, reduction="max"), ValueError, "reduction"),
     (lambda x, y: losses.asl(x, y, eps=0.0), ValueError, "eps"),
     (lambda x, y: losses.asl(x, y, from_logits="yes"), TypeError, "from_logits"),
     (lambda x, y: losses.asl(x, y, focal_grad=None), TypeError, "focal_grad"),
@@ -606,36 +606,75 @@ def test_registry_names():
     assert {"bce", "bce_negative", "partial_bce", "bn_bce", "asl"} <= set(losses.LOSSES)
 
 
-def test_get_loss_binds_options():
+def test_create_loss_binds_options():
     x, y = make_batch(seed=15)
-    torch.testing.assert_close(losses.get_loss("bce")(x, y), losses.bce(x, y))
-    torch.testing.assert_close(losses.get_loss("bce_negative")(x, y), losses.bce(x, y, unknown="negative"))
-    torch.testing.assert_close(losses.get_loss("partial_bce", gamma=-1.0, alpha=4 / 9, beta=5 / 9)(x, y),
+    torch.testing.assert_close(losses.create_loss("bce")(x, y), losses.bce(x, y))
+    torch.testing.assert_close(losses.create_loss("bce_negative")(x, y), losses.bce(x, y, unknown="negative"))
+    torch.testing.assert_close(losses.create_loss("partial_bce", gamma=-1.0, alpha=4 / 9, beta=5 / 9)(x, y),
                                losses.partial_bce(x, y, 4 / 9, 5 / 9, -1.0))
-    torch.testing.assert_close(losses.get_loss("bn_bce", per_image=True)(x, y), losses.bn_bce(x, y, per_image=True))
-    torch.testing.assert_close(losses.get_loss("asl", gamma_neg=2.0, clip=0.1, reduction="mean")(x, y),
+    torch.testing.assert_close(losses.create_loss("bn_bce", per_image=True)(x, y), losses.bn_bce(x, y, per_image=True))
+    torch.testing.assert_close(losses.create_loss("asl", gamma_neg=2.0, clip=0.1, reduction="mean")(x, y),
                                losses.asl(x, y, gamma_neg=2.0, clip=0.1, reduction="mean"))
-    assert not torch.allclose(losses.get_loss("asl", gamma_neg=2.0)(x, y), losses.asl(x, y))
+    assert not torch.allclose(losses.create_loss("asl", gamma_neg=2.0)(x, y), losses.asl(x, y))
 
 
-def test_get_loss_unknown_name_lists_valid_names():
+def test_create_loss_unknown_name_lists_valid_names():
     with pytest.raises(ValueError, match="unknown loss 'focal'") as info:
-        losses.get_loss("focal")
+        losses.create_loss("focal")
     for name in losses.LOSSES:
         assert name in str(info.value)
     with pytest.raises(TypeError, match="name"):
-        losses.get_loss(3)
+        losses.create_loss(3)
 
 
-def test_get_loss_unknown_option_lists_valid_options():
+def test_create_loss_unknown_option_lists_valid_options():
     with pytest.raises(TypeError, match="'gamma'") as info:
-        losses.get_loss("asl", gamma=2.0)
+        losses.create_loss("asl", gamma=2.0)
     for option in ("gamma_pos", "gamma_neg", "clip", "from_logits", "focal_grad", "reduction", "eps"):
         assert option in str(info.value)
     with pytest.raises(TypeError, match="'unknown'"):  # fixed by the alias
-        losses.get_loss("bce_negative", unknown="ignore")
+        losses.create_loss("bce_negative", unknown="ignore")
 
 
-def test_get_loss_checks_option_values_at_once():
+def test_create_loss_checks_option_values_at_once():
     with pytest.raises(ValueError, match="clip"):
-        losses.get_loss("asl", clip=2.0)
+        losses.create_loss("asl", clip=2.0)
+
+
+@pytest.mark.parametrize("loss,kwargs", [(losses.bce, {}), (losses.bce, {"unknown": "negative"}),
+                                         (losses.partial_bce, {}), (losses.bn_bce, {}),
+                                         (losses.bn_bce, {"per_image": True})])
+def test_per_image_reduction_averages_to_the_loss(loss, kwargs):
+    x, y = make_batch(seed=21)
+    per_image = loss(x, y, reduction="none", **kwargs)
+    assert per_image.shape == (x.shape[0],)
+    torch.testing.assert_close(per_image.mean(), loss(x, y, **kwargs))
+    torch.testing.assert_close(loss(x, y, reduction="sum", **kwargs), per_image.sum())
+
+
+def test_asl_per_image_reduction_sums_to_the_loss():
+    x, y = make_batch(seed=22)
+    per_image = losses.asl(x, y, reduction="none")
+    assert per_image.shape == (x.shape[0],)
+    torch.testing.assert_close(per_image.sum(), losses.asl(x, y))
+    with pytest.raises(ValueError, match="reduction must be one of 'mean', 'sum', 'none', got 'max'"):
+        losses.bce(x, y, reduction="max")
+
+
+def test_asl_on_probabilities_outside_the_unit_interval_both_readings():
+    q = torch.tensor([[1.4, 0.3, 1.2], [0.6, 1.3, 0.02]], dtype=F64, requires_grad=True)
+    y = torch.tensor([[1, -1, -1], [1, 1, -1]], dtype=torch.int8)
+    grad_both = torch.autograd.grad(losses.asl(q, y, from_logits=False), q)[0]
+    assert grad_both[0, 0] == 0 and grad_both[1, 1] == 0 and grad_both[0, 2] == 0  # p > 1: clamped, no gradient
+    authors = losses.asl(q, y, from_logits=False, prob_clamp="authors")
+    grad = torch.autograd.grad(authors, q)[0]
+    # positives keep -1/p above 1 (the loss keeps pushing p up); a negative above 1 + clip has none
+    torch.testing.assert_close(grad[0, 0], torch.tensor(-1 / 1.4, dtype=F64))
+    torch.testing.assert_close(grad[1, 1], torch.tensor(-1 / 1.3, dtype=F64))
+    assert grad[0, 2] == 0 and grad[1, 2] == 0  # 1.2 > 1 + clip; 0.02 below the margin
+    inside = torch.tensor([[0.7, 0.3]], dtype=F64)
+    y2 = torch.tensor([[1, -1]], dtype=torch.int8)
+    torch.testing.assert_close(losses.asl(inside, y2, from_logits=False, prob_clamp="authors"),
+                               losses.asl(inside, y2, from_logits=False))
+    with pytest.raises(ValueError, match="prob_clamp must be 'both' or 'authors'"):
+        losses.asl(inside, y2, from_logits=False, prob_clamp="upper")

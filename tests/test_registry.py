@@ -2,8 +2,10 @@
 
 import pytest
 
-from mlrobust.data import DATASETS
-from mlrobust.experiments import METHODS, PROTOCOLS
+from mlrobust.data import DATASETS, POLICIES
+from mlrobust.labels import PROTOCOLS
+from mlrobust.losses import LOSSES
+from mlrobust.methods import BENCH_CASES, METHODS
 from mlrobust.models import BACKBONES, HEADS, POOLINGS
 from mlrobust.registry import Registry
 
@@ -26,6 +28,8 @@ def test_register_lookup_and_errors() -> None:
 def test_the_package_registries_hold_their_built_in_entries() -> None:
     assert {"cnn_s", "cnn_m"} <= set(BACKBONES)
     assert {"gap", "max"} <= set(POOLINGS) and {"gap", "classmap"} <= set(HEADS)
-    assert "shapescenes" in DATASETS and "supervised" in METHODS
+    assert "shapescenes" in DATASETS and {"supervised", "curriculum", "gold_correction"} <= set(METHODS)
+    assert {"bce", "partial_bce", "asl", "bn_bce"} <= set(LOSSES) and {"flip", "weak", "strong"} <= set(POLICIES)
+    assert list(BENCH_CASES)[0] == "bce" and {"partial_bce", "weldon", "gnn", "galc"} <= set(BENCH_CASES)
     assert {"full", "partial", "dense", "noisy", "single_positive", "symmetric_noise", "frequency_corruption",
             "semi_supervised"} <= set(PROTOCOLS)

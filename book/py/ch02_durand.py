@@ -1,15 +1,38 @@
 # ---
 # jupyter:
 #   jupytext:
-#     formats: ipynb,py:percent
+#     formats: ipynb,py//py:percent
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python (mlrobust)
 #     language: python
 #     name: mlrobust
 # ---
+
+# %% [markdown] tags=["remove-cell"]
+# ---
+# math:
+#   '\R': '\mathbb{R}'
+#   '\E': '\mathbb{E}'
+#   '\ind': '\mathbb{1}_{[#1]}'
+#   '\x': '\mathbf{x}'
+#   '\y': '\mathbf{y}'
+#   '\Y': '\mathbf{Y}'
+#   '\p': '\mathbf{p}'
+#   '\Ical': '\mathcal{I}'
+#   '\Dcal': '\mathcal{D}'
+#   '\sig': '\sigma'
+#   '\py': 'p_{\mathbf{y}}'
+#   '\BCE': '\operatorname{BCE}'
+#   '\AP': '\operatorname{AP}'
+#   '\mAP': '\operatorname{mAP}'
+#   '\Chat': '\hat{C}'
+# ---
+# $\def\R{\mathbb{R}}\def\E{\mathbb{E}}\def\ind#1{\mathbb{1}_{[#1]}}\def\x{\mathbf{x}}\def\y{\mathbf{y}}\def\Y{\mathbf{Y}}\def\p{\mathbf{p}}\def\Ical{\mathcal{I}}\def\Dcal{\mathcal{D}}\def\sig{\sigma}\def\py{p_{\mathbf{y}}}\def\BCE{\operatorname{BCE}}\def\AP{\operatorname{AP}}\def\mAP{\operatorname{mAP}}\def\Chat{\hat{C}}$
 
 # %% [markdown]
 # (ch02)=
@@ -108,7 +131,7 @@ chapter_start = time.perf_counter()
 # measured claims fail the build at the quick scale; at other scales they are reported
 claims = Claims(strict=scale == "quick")
 images = build_data(DataConfig(dataset=P["dataset"], root=P["data_root"], image_size=P["image_size"],
-                               n_train=P["n_train"], n_test=P["n_test"], cache=scale != "full"))
+                               n_train=P["n_train"], n_test=P["n_test"]))
 markdown_table(["parameter", "value"], [[k, repr(v)] for k, v in P.items()])
 
 # %% [markdown]

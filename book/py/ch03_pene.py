@@ -1,15 +1,38 @@
 # ---
 # jupyter:
 #   jupytext:
-#     formats: ipynb,py:percent
+#     formats: ipynb,py//py:percent
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python (mlrobust)
 #     language: python
 #     name: mlrobust
 # ---
+
+# %% [markdown] tags=["remove-cell"]
+# ---
+# math:
+#   '\R': '\mathbb{R}'
+#   '\E': '\mathbb{E}'
+#   '\ind': '\mathbb{1}_{[#1]}'
+#   '\x': '\mathbf{x}'
+#   '\y': '\mathbf{y}'
+#   '\Y': '\mathbf{Y}'
+#   '\p': '\mathbf{p}'
+#   '\Ical': '\mathcal{I}'
+#   '\Dcal': '\mathcal{D}'
+#   '\sig': '\sigma'
+#   '\py': 'p_{\mathbf{y}}'
+#   '\BCE': '\operatorname{BCE}'
+#   '\AP': '\operatorname{AP}'
+#   '\mAP': '\operatorname{mAP}'
+#   '\Chat': '\hat{C}'
+# ---
+# $\def\R{\mathbb{R}}\def\E{\mathbb{E}}\def\ind#1{\mathbb{1}_{[#1]}}\def\x{\mathbf{x}}\def\y{\mathbf{y}}\def\Y{\mathbf{Y}}\def\p{\mathbf{p}}\def\Ical{\mathcal{I}}\def\Dcal{\mathcal{D}}\def\sig{\sigma}\def\py{p_{\mathbf{y}}}\def\BCE{\operatorname{BCE}}\def\AP{\operatorname{AP}}\def\mAP{\operatorname{mAP}}\def\Chat{\hat{C}}$
 
 # %% [markdown]
 # (ch03)=
@@ -90,8 +113,8 @@ from mlrobust.config import DataConfig, ExperimentConfig, LossConfig, ModelConfi
 from mlrobust.data import DataSplits, Subset, extract_features
 from mlrobust.engine import resolve_device
 from mlrobust.experiments import build_data, frozen_backbone, run_experiment
-from mlrobust.methods.galc import (GoldCorrectedMethod, corrected_probabilities, galc_pipeline,
-                                   galc_slr_corruption, pene_split)
+from mlrobust.methods.pene import (GoldCorrectedMethod, corrected_probabilities, galc_slr_corruption,
+                                   gold_correction, pene_split)
 from mlrobust.notebook import Claims, fmt_mean_std, markdown_table, mean_std, resolve_parameters, show_source
 
 P = resolve_parameters("ch03_pene", scale, dict(
@@ -110,7 +133,7 @@ chapter_start = time.perf_counter()
 # measured claims fail the build at the quick scale; at other scales they are reported
 claims = Claims(strict=scale == "quick")
 images = build_data(DataConfig(dataset=P["dataset"], root=P["data_root"], image_size=P["image_size"],
-                               n_train=P["n_train"], n_test=P["n_test"], cache=not FULL))
+                               n_train=P["n_train"], n_test=P["n_test"]))
 markdown_table(["parameter", "value"], [[k, repr(v)] for k, v in P.items()])
 
 # %% [markdown]
@@ -278,6 +301,16 @@ def trained(cfg: ExperimentConfig, dataset, test_set, **kwargs):
                           train_labels=dataset.labels, write=FULL, resume=FULL, **kwargs)
 
 
+def galc(cfg: ExperimentConfig, split, noisy, **options):
+    """Pene et al.'s three steps: the silver classifier f and Ĉ (steps 1 and 2, by the
+    package's gold_correction; options: estimator, c_true, correction, silver), then the gold
+    classifier g trained from fresh weights with the method of step 3."""
+    out = gold_correction(lambda silver_set: trained(cfg, silver_set, test).trainer, train, split, noisy,
+                          asl_args=dict(cfg.loss.args), **options)
+    g_cfg = ExperimentConfig.from_dict({**cfg.to_dict(), "name": f"{cfg.name}-gold"})
+    return out, trained(g_cfg, train, test, method=out.method)
+
+
 R: dict[tuple, list] = {}
 C_MATS, CLAMPED = {}, {}
 for seed in SEEDS:
@@ -287,41 +320,39 @@ for seed in SEEDS:
         noisy, c_true = labels.symmetric_noise(train.labels[split.silver], eta, seed=seed)
         mixed = Subset(train, index, torch.cat([train.labels[split.gold], noisy]))
         R.setdefault(("ASL", eta), []).append(trained(config(f"asl-{eta}", seed), mixed, test).metrics)
-        galc = galc_pipeline(config(f"galc-{eta}", seed), train, test, split, noisy, write=FULL)
-        glc = galc_pipeline(config(f"glc-{eta}", seed), train, test, split, noisy, estimator="glc",
-                            silver_result=galc.silver, write=FULL)
-        for name, out in (("GALC-SLR", galc), ("GLC", glc)):
-            R.setdefault((name, eta), []).append(out.gold.metrics)
-            CLAMPED.setdefault((name, eta), []).append(out.clamped_share)
+        galc_out, galc_gold = galc(config(f"galc-{eta}", seed), split, noisy)
+        glc_out, glc_gold = galc(config(f"glc-{eta}", seed), split, noisy, estimator="glc", silver=galc_out.silver)
+        for name, out, gold in (("GALC-SLR", galc_out, galc_gold), ("GLC", glc_out, glc_gold)):
+            R.setdefault((name, eta), []).append(gold.metrics)
+            CLAMPED.setdefault((name, eta), []).append(out.method.clamped_share)
         if eta != ETA:
             continue
         if seed == 0:
-            silver0 = galc.silver  # the silver classifier f, examined below
+            silver0 = galc_out.silver  # the silver classifier f, examined below
         C_MATS.setdefault("true", []).append(c_true)
-        C_MATS.setdefault("GLC", []).append(glc.c_hat)
-        C_MATS.setdefault("GALC-SLR raw", []).append(galc.c_hat_raw)
-        true = galc_pipeline(config("true-c", seed), train, test, split, noisy, estimator="true", c_true=c_true,
-                             silver_result=galc.silver, write=FULL)
-        norm = galc_pipeline(config("galc-normalized", seed), train, test, split, noisy, correction="normalize",
-                             silver_result=galc.silver, write=FULL)
+        C_MATS.setdefault("GLC", []).append(glc_out.estimate.c_hat)
+        C_MATS.setdefault("GALC-SLR raw", []).append(galc_out.estimate.raw)
+        _, true_gold = galc(config("true-c", seed), split, noisy, estimator="true", c_true=c_true,
+                            silver=galc_out.silver)
+        norm_out, norm_gold = galc(config("galc-normalized", seed), split, noisy, correction="normalize",
+                                   silver=galc_out.silver)
         hidden = Subset(train, index, torch.cat([train.labels[split.gold], torch.zeros_like(noisy)]))
-        R.setdefault(("true C", eta), []).append(true.gold.metrics)
-        R.setdefault(("GALC-SLR, normalised", eta), []).append(norm.gold.metrics)
-        CLAMPED.setdefault(("GALC-SLR, normalised", eta), []).append(norm.clamped_share)
+        R.setdefault(("true C", eta), []).append(true_gold.metrics)
+        R.setdefault(("GALC-SLR, normalised", eta), []).append(norm_gold.metrics)
+        CLAMPED.setdefault(("GALC-SLR, normalised", eta), []).append(norm_out.method.clamped_share)
         R.setdefault(("gold labels only", eta), []).append(trained(config("gold-only", seed), hidden, test).metrics)
         # Fig. 6(b): a smaller trusted set; Fig. 6(c): capped single-label pools
         small = pene_split(train.labels, P["small_gold_fraction"], seed=seed)
         noisy_small, c_small = labels.symmetric_noise(train.labels[small.silver], eta, seed=seed)
-        galc_small = galc_pipeline(config("galc-small-gold", seed), train, test, small, noisy_small, write=FULL)
-        true_small = galc_pipeline(config("true-c-small-gold", seed), train, test, small, noisy_small,
-                                   estimator="true", c_true=c_small, silver_result=galc_small.silver, write=FULL)
-        R.setdefault(("GALC-SLR, small gold", eta), []).append(galc_small.gold.metrics)
-        R.setdefault(("true C, small gold", eta), []).append(true_small.gold.metrics)
+        small_out, small_gold = galc(config("galc-small-gold", seed), small, noisy_small)
+        _, true_small_gold = galc(config("true-c-small-gold", seed), small, noisy_small, estimator="true",
+                                  c_true=c_small, silver=small_out.silver)
+        R.setdefault(("GALC-SLR, small gold", eta), []).append(small_gold.metrics)
+        R.setdefault(("true C, small gold", eta), []).append(true_small_gold.metrics)
         for cap in CAPS:
             capped = pene_split(train.labels, P["gold_fraction"], seed=seed, single_cap=cap)
-            out = galc_pipeline(config(f"galc-L{cap}", seed), train, test, capped, noisy,
-                                silver_result=galc.silver, write=FULL)
-            R.setdefault((f"GALC-SLR-L{cap}", eta), []).append(out.gold.metrics)
+            _, capped_gold = galc(config(f"galc-L{cap}", seed), capped, noisy, silver=galc_out.silver)
+            R.setdefault((f"GALC-SLR-L{cap}", eta), []).append(capped_gold.metrics)
 print(f"{time.perf_counter() - chapter_start:.0f} s so far")
 
 
@@ -387,7 +418,7 @@ markdown_table([f"at η = {ETA:.0%} ({P['n_seeds']} seeds)", "mAP", "CF1", "OF1"
 # silver gradient but inherits the estimate's error (next section).
 
 # %%
-probs = torch.sigmoid(silver0.trainer.predict(Subset(train, split0.silver)))
+probs = torch.sigmoid(silver0.predict(Subset(train, split0.silver)))
 absent = train.labels[split0.silver] == -1
 raw = C_MATS["GALC-SLR raw"][0]
 print(f"silver classifier f (seed 0): mean probability on truly absent labels {probs[absent].mean():.2f}; "

@@ -1,14 +1,22 @@
-"""Data: the embedded benchmark (ShapeScenes) and the dataset registry."""
+"""Data: the embedded benchmark (ShapeScenes), real-format loaders, the dataset registry,
+the dataset protocol, augmentation and preprocessing."""
 
+from .augment import POLICIES, Policy, create_policy, register_policy
+from .dataset import DatasetBase, LabelledDataset, check_dataset
 from .features import FeatureMaps, extract_features
 from .formats import ArrayImages, DatasetFormatError, ImageFiles
-from .registry import DATASETS, DataSplits, LabelledDataset, Subset, TensorImages, build_dataset, register_dataset
-from .shapescenes import (ATTRIBUTES, CLASSES, COMPANIONS, CONTEXTS, DISTRACTOR_CLASSES, ShapeScenes, render_scenes,
-                          sample_scenes, scene_attributes, scene_class_radius, scene_labels,
-                          context_only_logits)
+from .preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
+from .registry import DATASETS, DataSplits, Subset, TensorImages, create_dataset, register_dataset
+from .shapescenes import (ATTRIBUTES, CLASSES, COMPANIONS, CONTEXTS, DISTRACTOR_CLASSES, ShapeScenes,
+                          context_only_logits, render_scenes, sample_scenes, scene_attributes, scene_class_radius,
+                          scene_labels)
 
 __all__ = [
-    "FeatureMaps", "extract_features", "ArrayImages", "DatasetFormatError", "ImageFiles", "Subset", "DATASETS", "DataSplits", "LabelledDataset", "TensorImages", "build_dataset", "register_dataset",
-    "ShapeScenes", "render_scenes", "sample_scenes", "scene_labels", "scene_attributes", "scene_class_radius", "context_only_logits",
-    "CLASSES", "DISTRACTOR_CLASSES", "CONTEXTS", "COMPANIONS", "ATTRIBUTES",
+    "POLICIES", "Policy", "create_policy", "register_policy",
+    "DatasetBase", "LabelledDataset", "check_dataset",
+    "FeatureMaps", "extract_features", "ArrayImages", "DatasetFormatError", "ImageFiles",
+    "IMAGENET_MEAN", "IMAGENET_STD", "Preprocess",
+    "DATASETS", "DataSplits", "Subset", "TensorImages", "create_dataset", "register_dataset",
+    "ShapeScenes", "render_scenes", "sample_scenes", "scene_labels", "scene_attributes", "scene_class_radius",
+    "context_only_logits", "CLASSES", "DISTRACTOR_CLASSES", "CONTEXTS", "COMPANIONS", "ATTRIBUTES",
 ]

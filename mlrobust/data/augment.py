@@ -27,7 +27,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["Policy", "POLICIES", "AugmentParams", "draw_params", "apply_params", "augment"]
+from ..registry import Registry
+
+__all__ = ["Policy", "POLICIES", "register_policy", "create_policy", "AugmentParams", "draw_params", "apply_params",
+           "augment"]
 
 
 @dataclass(frozen=True)
@@ -46,11 +49,18 @@ class Policy:
         return self.min_area < 1.0 or self.max_log_ratio > 0
 
 
-POLICIES = {
-    "flip": Policy(),
-    "weak": Policy(min_area=0.7),
-    "strong": Policy(min_area=0.35, max_log_ratio=math.log(4 / 3), jitter=0.4, erase_p=0.5),
-}
+POLICIES: Registry[Policy] = Registry("augmentation policy")
+"""Augmentation policies by name (the config's ``data.augment``; ``"none"`` means no policy)."""
+register_policy = POLICIES.register
+register_policy("flip", Policy())
+register_policy("weak", Policy(min_area=0.7))
+register_policy("strong", Policy(min_area=0.35, max_log_ratio=math.log(4 / 3), jitter=0.4, erase_p=0.5))
+
+
+def create_policy(name: str | Policy) -> Policy:
+    """The registered policy ``name`` (a :class:`Policy` passes through); the error lists the
+    valid names."""
+    return name if isinstance(name, Policy) else POLICIES.lookup(name)
 
 
 @dataclass
@@ -77,7 +87,7 @@ class AugmentParams:
 
 def draw_params(batch_size: int, policy: Policy | str, generator: torch.Generator) -> AugmentParams:
     """Draw the random parameters of ``batch_size`` samples (on the CPU)."""
-    pol = POLICIES[policy] if isinstance(policy, str) else policy
+    pol = create_policy(policy)
     g, b = generator, batch_size
     u = lambda *shape: torch.rand(*shape, generator=g)  # noqa: E731
     flip = (u(b) < 0.5) if pol.flip else torch.zeros(b, dtype=torch.bool)

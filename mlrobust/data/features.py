@@ -14,10 +14,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .dataset import DatasetBase, check_dataset
+from .preprocess import Preprocess
+
 __all__ = ["FeatureMaps", "extract_features"]
 
 
-class FeatureMaps(torch.utils.data.Dataset):
+class FeatureMaps(DatasetBase):
     """Cached feature maps (N, D, h, w) with the labels of their images.
 
     ``kind = "features"`` tells the engine to feed them to the head as they are (no pixel
@@ -25,6 +28,7 @@ class FeatureMaps(torch.utils.data.Dataset):
     """
 
     kind = "features"
+    in_memory = True
 
     def __init__(self, features: Tensor, labels: Tensor, classes: list[str], source: Any = None) -> None:
         if features.dim() != 4:
@@ -55,15 +59,13 @@ def extract_features(backbone: nn.Module, dataset: Any, device: torch.device | s
                      batch_size: int = 256) -> FeatureMaps:
     """Run ``backbone`` (eval mode) over a dataset of images and keep its feature maps
     (float32, on the CPU), with the dataset's labels and classes."""
-    from ..engine.batches import Preprocess  # here: the engine imports mlrobust.data itself
-
+    check_dataset(dataset)
     device = torch.device(device)
     backbone = backbone.to(device).eval()
     preprocess = Preprocess(device)
     out = []
     for index in torch.arange(len(dataset)).split(batch_size):
-        images = dataset.load_batch(index, device) if hasattr(dataset, "load_batch") else \
-            torch.stack([dataset[int(i)][0] for i in index]).to(device)
+        images = dataset.load_batch(index, device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             out.append(backbone(preprocess(images)).float().cpu())
     return FeatureMaps(torch.cat(out), dataset.labels, dataset.classes, source=dataset)

@@ -1,63 +1,56 @@
-"""The dataset registry: datasets are built by name, so real datasets plug in beside the
+"""The dataset registry: datasets are created by name, so real datasets plug in beside the
 embedded benchmark without touching the engine or the chapters.
 
-A dataset is a ``torch.utils.data.Dataset`` whose items are ``(image, index)`` with
-``image`` a uint8 tensor (3, H, W), and which exposes
-
-* ``labels``: the ground-truth label matrix (N, C) int8 (1 present, -1 absent, 0 unknown),
-  available without decoding any image, so protocols run on labels alone;
-* ``classes``: the C class names in label-column order;
-* optionally ``load_batch(index, device)``: a whole batch of uint8 images at once, on any
-  device (the embedded benchmark renders on the GPU this way; no DataLoader needed).
+A dataset factory is ``factory(split, *, root, image_size, n, seed, **options)`` and returns
+a :class:`~mlrobust.data.dataset.LabelledDataset`. This module also holds the small dataset
+wrappers the chapters and methods combine: :class:`TensorImages` (images in memory) and
+:class:`Subset` (some images of a dataset, optionally with other labels).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from .._validate import check_labels
 from ..registry import Registry
+from .dataset import DatasetBase, LabelledDataset
 from .shapescenes import ShapeScenes
 
-__all__ = ["LabelledDataset", "DATASETS", "register_dataset", "build_dataset", "DataSplits", "TensorImages", "Subset"]
-
-
-@runtime_checkable
-class LabelledDataset(Protocol):
-    labels: Tensor
-    classes: list[str]
-
-    def __len__(self) -> int: ...
-
-    def __getitem__(self, i: int) -> tuple[Tensor, int]: ...
+__all__ = ["DATASETS", "register_dataset", "create_dataset", "DataSplits", "TensorImages", "Subset"]
 
 
 DatasetFactory = Callable[..., LabelledDataset]
 DATASETS: Registry[DatasetFactory] = Registry("dataset")
-#: ``@register_dataset("name")`` adds ``factory(split, *, root, image_size, n, seed, cache, **kwargs)``
+#: ``@register_dataset("name")`` adds ``factory(split, *, root, image_size, n, seed, **options)``
 register_dataset = DATASETS.register
 
 
-def build_dataset(name: str, split: str, **kwargs: Any) -> LabelledDataset:
-    """Build the ``split`` of the dataset registered as ``name``."""
+def create_dataset(name: str, split: str, **kwargs: Any) -> LabelledDataset:
+    """The ``split`` of the dataset registered as ``name``."""
     return DATASETS.lookup(name)(split, **kwargs)
 
 
 @register_dataset("shapescenes")
 def _shapescenes(split: str, *, root: str | None = None, image_size: int = 32, n: int = 1000,
-                 seed: int = 0, cache: bool = True, **kwargs: Any) -> ShapeScenes:
+                 seed: int = 0, ood_fraction: float = 0.0, cache: bool | None = None) -> ShapeScenes:
+    """The embedded benchmark (see :class:`ShapeScenes` for ``ood_fraction`` and ``cache``)."""
     if root is not None:
         raise ValueError("the embedded benchmark is generated, not read from disk: leave data.root empty")
-    return ShapeScenes(n, image_size=image_size, seed=seed, split=split, cache=cache, **kwargs)
+    if n < 1:
+        raise ValueError(f"the embedded benchmark needs n >= 1 images for its {split!r} split "
+                         f"(data.n_{split}), got {n}; n = 0 keeps a whole split only on datasets read from disk")
+    return ShapeScenes(n, image_size=image_size, seed=seed, split=split, ood_fraction=ood_fraction, cache=cache)
 
 
-class TensorImages(torch.utils.data.Dataset):
+class TensorImages(DatasetBase):
     """Images already in memory, uint8 (N, 3, H, W), with their labels."""
+
+    in_memory = True
 
     def __init__(self, images: Tensor, labels: Tensor, classes: list[str]) -> None:
         if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
@@ -77,19 +70,22 @@ class TensorImages(torch.utils.data.Dataset):
         return self.images[index.cpu()].to(device, non_blocking=True)
 
 
-class Subset(torch.utils.data.Dataset):
+class Subset(DatasetBase):
     """The images ``index`` of a dataset, with their labels (or ``labels`` given instead),
-    keeping the fast ``load_batch`` path and the kind (images or feature maps)."""
+    keeping the base's kind and batch loading (images or feature maps, in memory or not)."""
 
-    def __init__(self, base: Any, index: Tensor, labels: Tensor | None = None) -> None:
+    def __init__(self, base: LabelledDataset, index: Tensor, labels: Tensor | None = None) -> None:
         self.base, self.index = base, index.long().cpu()
         self.labels = (base.labels[self.index] if labels is None else labels).to(torch.int8)
         if self.labels.shape[0] != len(self.index):
             raise ValueError(f"{len(self.index)} images but {self.labels.shape[0]} label rows")
         self.classes = list(base.classes)
-        self.kind = getattr(base, "kind", "images")
-        if hasattr(base, "num_features"):
-            self.num_features = base.num_features
+        self.kind, self.in_memory = base.kind, base.in_memory
+
+    @property
+    def num_features(self) -> int:
+        """The depth of the base's feature maps (datasets of kind "features")."""
+        return self.base.num_features
 
     def __len__(self) -> int:
         return len(self.index)
@@ -98,9 +94,7 @@ class Subset(torch.utils.data.Dataset):
         return self.base[int(self.index[i])][0], i
 
     def load_batch(self, index: Tensor, device: torch.device | str = "cpu") -> Tensor:
-        if hasattr(self.base, "load_batch"):
-            return self.base.load_batch(self.index[index.cpu()], device)
-        return torch.stack([self.base[int(i)][0] for i in self.index[index.cpu()]]).to(device)
+        return self.base.load_batch(self.index[index.cpu()], device)
 
 
 @dataclass

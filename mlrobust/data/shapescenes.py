@@ -7,7 +7,7 @@ object has a shape, a texture, a colour, a size, a rotation and a position; the 
 classes are (shape, texture) pairs, so telling them apart needs both cues, and both fade
 for small objects at low resolution, as in real images.
 
-What makes it a test bed rather than a toy (design section 5):
+What makes it a test bed rather than a toy:
 
 * label correlation: a context favours six classes and four class pairs co-occur
   (``COMPANIONS``), so co-occurrence graphs and label GNNs have something to find;
@@ -691,6 +691,8 @@ class ShapeScenes(torch.utils.data.Dataset):
     """
 
     name = "shapescenes"
+    kind = "images"
+    in_memory = True  # load_batch renders (or slices the cache) on any device
 
     def __init__(self, n: int, image_size: int = 64, seed: int = 0, split: str = "train",
                  ood_fraction: float = 0.0, cache: bool | None = None) -> None:

@@ -2,39 +2,79 @@
 
 Every epoch's order and augmentation draws come from generators seeded by (run seed,
 epoch), never from a running RNG, so epoch ``e`` sees the same batches whether the run went
-straight through or was resumed at ``e`` (the resume guarantee of design section 8).
+straight through or was resumed at ``e`` (a resumed run ends bit-exactly where an
+uninterrupted one does, on the CPU).
 
-Images travel as uint8 and become float on the device: the embedded benchmark renders
-straight onto the device (``load_batch``), datasets read from disk go through a DataLoader
-with workers and pinned memory. Augmentation (random horizontal flip, per sample) and
-normalisation run on whole batches on the device.
+Images travel as uint8 and become float on the device: in-memory datasets serve whole
+batches (the embedded benchmark renders straight onto the device), datasets read from disk
+go through a DataLoader with workers and pinned memory. Augmentation and normalisation run
+on whole batches on the device. A :class:`Batch` keeps the raw uint8 images, so a method
+can ask for more views of them (weak and strong, say), each from its own seeded stream.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
-from ..data.augment import AugmentParams, apply_params, draw_params
-from .utils import derive_seed
+from ..data.augment import AugmentParams, draw_params
+from ..data.dataset import LabelledDataset
+from ..data.preprocess import Preprocess
+from ..seeding import derive_seed
 
-__all__ = ["Batch", "epoch_order", "BatchLoader", "IMAGENET_MEAN", "IMAGENET_STD"]
+__all__ = ["Batch", "ViewMaker", "epoch_order", "BatchLoader", "split_batches", "epoch_augmentation"]
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+# purposes of the derived seeds of a run (seed, epoch, purpose, ...): one stream each
+ORDER_STREAM, AUGMENT_STREAM, DROPOUT_STREAM, VIEW_STREAM = 0, 1, 2, 3
+
+
+@dataclass
+class ViewMaker:
+    """Draws extra augmented views of a batch's raw images, each from the stream
+    (seed, epoch, VIEW_STREAM, step, policy, k, rank): deterministic, so a resumed run sees
+    the same views, and independent of the batch's default augmentation."""
+
+    preprocess: Callable[[Tensor, AugmentParams | None], Tensor]
+    seed: int
+    epoch: int
+    step: int
+    rank: int = 0
+
+    def __call__(self, raw: Tensor, policy: str, k: int = 0) -> Tensor:
+        if policy == "none":
+            return self.preprocess(raw, None)
+        key = (self.seed, self.epoch, VIEW_STREAM, self.step, zlib.crc32(policy.encode()), k, self.rank)
+        params = draw_params(raw.shape[0], policy, torch.Generator().manual_seed(derive_seed(*key)))
+        return self.preprocess(raw, params.to(raw.device))
 
 
 @dataclass
 class Batch:
-    """One training batch on the device: normalised images, the current observed labels of
-    those images, and their dataset indices (so hooks can update the label store)."""
+    """One training batch on the device.
 
-    images: Tensor  # float (B, 3, H, W)
+    ``images`` is the default view (the run's augmentation policy, normalised); ``raw`` the
+    uint8 images before augmentation (for feature-map datasets both are the maps);
+    ``targets`` the current observed labels from the trainer's label store; ``index`` the
+    dataset indices (so hooks and methods can keep per-image state). :meth:`view` makes
+    other views of the same images.
+    """
+
+    images: Tensor  # float (B, 3, H, W), or feature maps (B, D, h, w)
     targets: Tensor  # int8 (B, C)
     index: Tensor  # int64 (B,)
+    raw: Tensor | None = None  # uint8 (B, 3, H, W) on the device
+    views: ViewMaker | None = field(default=None, repr=False)
+
+    def view(self, policy: str, k: int = 0) -> Tensor:
+        """The images augmented by ``policy`` ("none", "flip", "weak", "strong" or any
+        registered policy) and normalised; ``k`` numbers independent draws of one policy."""
+        if self.views is None or self.raw is None:
+            return self.images  # feature maps (or a hand-made batch): one view only
+        return self.views(self.raw, policy, k)
 
 
 def epoch_order(n: int, seed: int, epoch: int, *, shuffle: bool = True, rank: int = 0,
@@ -45,7 +85,7 @@ def epoch_order(n: int, seed: int, epoch: int, *, shuffle: bool = True, rank: in
     ``world_size`` and dealt round-robin, as torch's DistributedSampler does.
     """
     if shuffle:
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(derive_seed(seed, epoch, 0)))
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(derive_seed(seed, epoch, ORDER_STREAM)))
     else:
         order = torch.arange(n)
     if world_size > 1:
@@ -75,9 +115,9 @@ def _collate(items: list[tuple[Tensor, int]]) -> tuple[Tensor, Tensor]:
 class BatchLoader:
     """Yields ``(uint8 images on device, index)`` for a list of index batches."""
 
-    def __init__(self, dataset: torch.utils.data.Dataset, device: torch.device, num_workers: int = 0) -> None:
+    def __init__(self, dataset: LabelledDataset, device: torch.device, num_workers: int = 0) -> None:
         self.dataset, self.device = dataset, device
-        self.fast = hasattr(dataset, "load_batch")
+        self.fast = dataset.in_memory
         self._sampler = _IndexBatches()
         self._loader = None
         if not self.fast:
@@ -104,23 +144,6 @@ def split_batches(order: Tensor, batch_size: int, drop_last: bool) -> list[Tenso
     return batches
 
 
-class Preprocess:
-    """uint8 batch -> (augmented) normalised float batch on the device."""
-
-    def __init__(self, device: torch.device, channels_last: bool = False,
-                 mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD) -> None:
-        self.mean = torch.tensor(mean, device=device).view(1, -1, 1, 1)
-        self.std = torch.tensor(std, device=device).view(1, -1, 1, 1)
-        self.channels_last = channels_last
-
-    def __call__(self, images: Tensor, augment: AugmentParams | None = None) -> Tensor:
-        x = images.float() / 255
-        if augment is not None:
-            x = apply_params(x, augment)
-        x = (x - self.mean) / self.std
-        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
-
-
 def epoch_augmentation(sizes: list[int], policy: str, seed: int, epoch: int,
                        device: torch.device, rank: int = 0) -> list[AugmentParams | None]:
     """The augmentation parameters of every batch of an epoch: drawn from (seed, epoch, rank)
@@ -128,7 +151,8 @@ def epoch_augmentation(sizes: list[int], policy: str, seed: int, epoch: int,
     the i-th images of two ranks are not augmented alike."""
     if policy == "none" or not sizes:
         return [None] * len(sizes)
-    key = (seed, epoch, 1) if rank == 0 else (seed, epoch, 1, rank)  # rank 0: the single-process draw
+    # rank 0 draws what a single process draws
+    key = (seed, epoch, AUGMENT_STREAM) if rank == 0 else (seed, epoch, AUGMENT_STREAM, rank)
     g = torch.Generator().manual_seed(derive_seed(*key))
     params = draw_params(sum(sizes), policy, g).to(device)
     bounds = torch.tensor([0, *sizes]).cumsum(0).tolist()

@@ -1,40 +1,16 @@
-"""Checkpoints written atomically: a run killed mid-write never leaves a truncated file,
-and the previous checkpoint stays valid until the new one has fully landed."""
+"""Checkpoints: written atomically (:mod:`mlrobust.atomic`), read with
+``weights_only=True`` so that no arbitrary object is ever unpickled."""
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ..atomic import atomic_save, atomic_write_text
+
 __all__ = ["atomic_save", "atomic_write_text", "load_checkpoint"]
-
-
-def _atomic_replace(path: Path, write: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)  # atomic on POSIX and Windows within one filesystem
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_save(obj: Any, path: str | Path) -> None:
-    """``torch.save`` to a temporary file in the same folder, then ``os.replace``."""
-    _atomic_replace(Path(path), lambda f: torch.save(obj, f))
-
-
-def atomic_write_text(text: str, path: str | Path) -> None:
-    """Write a text file atomically (results files: history, metrics)."""
-    _atomic_replace(Path(path), lambda f: f.write(text.encode()))
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -21,7 +21,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-__all__ = ["DistInfo", "dist_info", "init_distributed", "is_main", "gather_by_index", "all_mean", "barrier"]
+__all__ = ["DistInfo", "dist_info", "init_distributed", "gather_by_index", "all_mean"]
 
 
 @dataclass(frozen=True)
@@ -55,15 +55,6 @@ def init_distributed(device: str = "auto") -> DistInfo:
         torch.cuda.set_device(info.local_rank)
     dist.init_process_group(backend="nccl" if use_cuda else "gloo")
     return dist_info()
-
-
-def is_main() -> bool:
-    return dist_info().rank == 0
-
-
-def barrier() -> None:
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
 
 
 def gather_by_index(values: Tensor, index: Tensor, total: int) -> Tensor:

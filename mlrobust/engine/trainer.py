@@ -1,12 +1,13 @@
 """The training loop: one readable loop that every method plugs into.
 
-A *method* turns a batch into a loss (:class:`Method`; the default applies a loss function
-to the model's logits and the observed labels). *Hooks* run at fixed points of the loop
-(:class:`Hook`): before an epoch (curriculum relabeling, label propagation), after a batch,
-after an epoch. Both may keep state, which is saved in every checkpoint.
+A *method* turns a batch into a loss (:class:`~mlrobust.engine.method.Method`); *hooks* run
+at fixed points of the loop (:class:`~mlrobust.engine.method.Hook`): before an epoch
+(curriculum relabeling, label propagation), after a batch, after an epoch. Both may keep
+state, which is saved in every checkpoint.
 
-The observed training labels live in a *label store* (``trainer.train_labels``, int8 (N, C)
-on the device) that hooks may rewrite; batches read their targets from it by index.
+The observed training labels live in a *label store* (:attr:`Trainer.train_labels`, int8
+(N, C) on the device) that hooks may replace with :meth:`Trainer.set_train_labels`; batches
+read their targets from it by index.
 
 Per epoch the loop: derives the epoch's order and augmentation from (seed, epoch); trains
 under bf16 autocast on CUDA; stops with :class:`NonFiniteLossError` at the first NaN/inf
@@ -23,7 +24,6 @@ import io
 import logging
 import math
 import time
-from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -34,15 +34,18 @@ from tqdm.auto import tqdm
 
 from .. import metrics
 from .._validate import check_labels
-from ..config import TrainConfig
 from ..data.augment import POLICIES
-from .batches import Batch, BatchLoader, Preprocess, epoch_augmentation, epoch_order, split_batches
+from ..data.dataset import LabelledDataset, check_dataset
+from ..data.preprocess import Preprocess
+from .batches import (DROPOUT_STREAM, Batch, BatchLoader, ViewMaker, epoch_augmentation, epoch_order,
+                      split_batches)
 from .checkpoint import atomic_save, atomic_write_text, load_checkpoint
 from .distributed import all_mean, dist_info, gather_by_index
+from .method import Hook, Method
+from .train_config import TrainConfig
 from .utils import derive_seed, progress_enabled, resolve_device
 
-__all__ = ["Trainer", "Method", "SupervisedMethod", "Hook", "NonFiniteLossError", "build_optimizer",
-           "build_schedule"]
+__all__ = ["Trainer", "NonFiniteLossError", "build_optimizer", "build_schedule", "CHECKPOINT"]
 
 log = logging.getLogger("mlrobust")
 CHECKPOINT = "checkpoint.pt"
@@ -50,66 +53,6 @@ CHECKPOINT = "checkpoint.pt"
 
 class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or infinite."""
-
-
-class Hook:
-    """Callbacks into the loop; override what a method needs. State returned by
-    :meth:`state_dict` is saved in checkpoints and restored on resume."""
-
-    def on_fit_start(self, trainer: Trainer) -> None:
-        """Once, before the first epoch that runs (also after a resume)."""
-
-    def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
-        """Before epoch ``epoch`` (0-based) trains, e.g. to relabel the label store."""
-
-    def on_batch_end(self, trainer: Trainer, batch: Batch, logits: Tensor, loss: Tensor) -> None:
-        """After the optimiser step of each batch."""
-
-    def on_epoch_end(self, trainer: Trainer, epoch: int, record: dict[str, float]) -> None:
-        """After epoch ``epoch``; may add entries to its history ``record``."""
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore what :meth:`state_dict` returned."""
-
-
-class Method(ABC):
-    """How a batch becomes a loss. Subclasses implement :meth:`training_loss` and may
-    contribute hooks; :class:`SupervisedMethod` is plain training with a criterion."""
-
-    name = "method"
-
-    def hooks(self) -> list[Hook]:
-        return []
-
-    @abstractmethod
-    def training_loss(self, trainer: Trainer, batch: Batch) -> tuple[Tensor, Tensor]:
-        """Return (scalar loss, logits of the batch)."""
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore what :meth:`state_dict` returned."""
-
-
-class SupervisedMethod(Method):
-    """``criterion(model(images), observed labels)``: BCE, partial-BCE, ASL, ..."""
-
-    name = "supervised"
-
-    def __init__(self, criterion: Callable[[Tensor, Tensor], Tensor], hooks: Sequence[Hook] = ()) -> None:
-        self.criterion = criterion
-        self._hooks = list(hooks)
-
-    def hooks(self) -> list[Hook]:
-        return self._hooks
-
-    def training_loss(self, trainer: Trainer, batch: Batch) -> tuple[Tensor, Tensor]:
-        logits = trainer.model(batch.images)
-        return self.criterion(logits, batch.targets), logits
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -148,16 +91,21 @@ def build_schedule(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per
 
 class Trainer:
     """Trains ``model`` with ``method`` on ``train_set`` whose observed labels are
-    ``train_labels`` (int8 (N, C)); see the module docstring for the loop."""
+    ``train_labels`` (int8 (N, C)); see the module docstring for the loop.
 
-    def __init__(self, model: nn.Module, method: Method, train_set: torch.utils.data.Dataset,
-                 train_labels: Tensor, config: TrainConfig, *, val_set: Any = None,
+    ``run_config`` is saved in every checkpoint as it is (the experiment's config), so that
+    whoever resumes can check that the run is the same; the trainer itself does not read it.
+    """
+
+    def __init__(self, model: nn.Module, method: Method, train_set: LabelledDataset,
+                 train_labels: Tensor, config: TrainConfig, *, val_set: LabelledDataset | None = None,
                  hooks: Sequence[Hook] = (), run_dir: str | Path | None = None, augment: str = "flip",
                  num_workers: int = 0, run_config: dict[str, Any] | None = None) -> None:
-        check_labels(train_labels, "train_labels", values=True)  # once here, not in every loss call
-        if train_labels.shape[0] != len(train_set):
-            raise ValueError(f"train_labels has {train_labels.shape[0]} rows but the training set has "
-                             f"{len(train_set)} images")
+        check_dataset(train_set, "train_set")
+        if val_set is not None:
+            check_dataset(val_set, "val_set")
+        if augment != "none" and augment not in POLICIES:
+            raise ValueError(f"augment must be 'none' or one of {sorted(POLICIES)}, got {augment!r}")
         self.config = config
         self.dist = dist_info()
         self.device = resolve_device(config.device)
@@ -176,18 +124,15 @@ class Trainer:
         self.method = method
         self.hooks = [*method.hooks(), *hooks]
         self.train_set, self.val_set = train_set, val_set
-        self.train_labels = train_labels.to(self.device, torch.int8).clone()
+        self._train_labels = self._checked_labels(train_labels)
         self.run_dir = Path(run_dir) if run_dir is not None else None
-        if augment != "none" and augment not in POLICIES:
-            raise ValueError(f"augment must be 'none' or one of {sorted(POLICIES)}, got {augment!r}")
-        self.augment = augment
         self.loader = BatchLoader(train_set, self.device, num_workers)
-        if getattr(train_set, "kind", "images") == "features":
-            # precomputed feature maps go to the head as they are
-            self.preprocess = lambda x, augment=None: x
-            self.augment = "none"
-        else:
-            self.preprocess = Preprocess(self.device, channels_last=self.device.type == "cuda" and config.channels_last)
+        self.features_only = train_set.kind == "features"
+        # precomputed feature maps go to the head as they are: no normalisation, no augmentation
+        self.augment = "none" if self.features_only else augment
+        self.preprocess: Callable[..., Tensor] = (
+            (lambda x, augment=None: x) if self.features_only else
+            Preprocess(self.device, channels_last=self.device.type == "cuda" and config.channels_last))
         shard = -(-len(train_set) // self.dist.world_size)  # images per rank and epoch
         self.steps_per_epoch = len(split_batches(torch.arange(shard), config.batch_size, drop_last=True))
         self.optimizer = build_optimizer(self.module, config)
@@ -195,8 +140,26 @@ class Trainer:
         self.history: list[dict[str, float]] = []
         self.epoch = 0  # epochs completed
         self.global_step = 0
-        # what must match for a resume to continue the same run (see _check_resumable)
         self.run_config = run_config
+
+    # ---------------------------------------------------------------- the label store
+    @property
+    def train_labels(self) -> Tensor:
+        """The observed training labels, int8 (N, C) on the device; batches read their
+        targets from here. Replace them with :meth:`set_train_labels`, never in place."""
+        return self._train_labels
+
+    def set_train_labels(self, labels: Tensor) -> None:
+        """Replace the label store (a relabeling or propagation step): checked once here
+        (shape, values in {-1, 0, 1}), then moved to the device as int8."""
+        self._train_labels = self._checked_labels(labels)
+
+    def _checked_labels(self, labels: Tensor) -> Tensor:
+        check_labels(labels, "train_labels", values=True, zero_means="unknown")  # once here, not in every loss call
+        if labels.shape[0] != len(self.train_set):
+            raise ValueError(f"train_labels has {labels.shape[0]} rows but the training set has "
+                             f"{len(self.train_set)} images")
+        return labels.to(self.device, torch.int8).clone()
 
     # ---------------------------------------------------------------- autocast / RNG
     def autocast(self) -> contextlib.AbstractContextManager:
@@ -211,7 +174,7 @@ class Trainer:
         devices = [self.device] if self.device.type == "cuda" else []
         stack = contextlib.ExitStack()
         stack.enter_context(torch.random.fork_rng(devices=devices))
-        torch.manual_seed(derive_seed(self.config.seed, epoch, 2))
+        torch.manual_seed(derive_seed(self.config.seed, epoch, DROPOUT_STREAM))
         return stack
 
     # ---------------------------------------------------------------- checkpoints
@@ -231,39 +194,17 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self._check_resumable(state.get("run_config"))
+        if len(state["hooks"]) != len(self.hooks):
+            raise ValueError(f"checkpoint has state for {len(state['hooks'])} hooks, this run has {len(self.hooks)}")
         self.module.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        self.train_labels = state["train_labels"].to(self.device)
+        self.set_train_labels(state["train_labels"])
         self.history = list(state["history"])
         self.epoch, self.global_step = int(state["epoch"]), int(state["global_step"])
         self.method.load_state_dict(state["method"])
-        if len(state["hooks"]) != len(self.hooks):
-            raise ValueError(f"checkpoint has state for {len(state['hooks'])} hooks, this run has {len(self.hooks)}")
         for hook, hook_state in zip(self.hooks, state["hooks"]):
             hook.load_state_dict(hook_state)
-
-    # settings that may differ between a run and its resumption
-    _RESUME_FREE = {("train", "epochs"), ("train", "device"), ("train", "progress"), ("train", "checkpoint"),
-                    ("train", "eval_batch_size"), ("data", "num_workers"), ("data", "cache")}
-
-    def _check_resumable(self, saved: dict[str, Any] | None) -> None:
-        """Refuse to resume a checkpoint written under a different config: the result would
-        silently mix two runs."""
-        if saved is None or self.run_config is None:
-            return
-        diffs = []
-        for section in sorted(set(saved) | set(self.run_config)):
-            a, b = saved.get(section), self.run_config.get(section)
-            if isinstance(a, dict) and isinstance(b, dict):
-                diffs += [f"{section}.{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b))
-                          if a.get(k) != b.get(k) and (section, k) not in self._RESUME_FREE]
-            elif a != b:
-                diffs.append(f"{section}: {a!r} -> {b!r}")
-        if diffs:
-            raise ValueError(f"cannot resume {self.checkpoint_path}: it was written with a different config ("
-                             + "; ".join(diffs[:6]) + "). Start a new run (another name or output_dir).")
 
     @property
     def checkpoint_path(self) -> Path | None:
@@ -331,14 +272,24 @@ class Trainer:
         checked = 0  # losses[:checked] are known to be finite
         check_every = 1 if self.device.type == "cpu" else 50  # a sync per step is free on the CPU only
         for step, (images, index) in enumerate(self.loader(batches)):
-            batch = Batch(self.preprocess(images, augmentations[step]), self.train_labels[device_index[step]], index)
-            losses.append(self.train_step(batch))
+            losses.append(self.train_step(self._batch(images, index, device_index[step], augmentations[step],
+                                                      epoch, step)))
             if len(losses) - checked >= check_every or step + 1 == len(batches):
                 self._check_finite(losses, checked, epoch)
                 checked = len(losses)
             bar.update(1)
         mean = torch.stack(losses).mean().item() if losses else float("nan")
         return all_mean(mean, self.device)
+
+    def _batch(self, images: Tensor, index: Tensor, device_index: Tensor, augment: Any, epoch: int,
+               step: int) -> Batch:
+        """The batch a method sees: the default view, its targets from the label store, and
+        (for images) the raw images with a maker of further views."""
+        targets = self.train_labels[device_index]
+        if self.features_only:
+            return Batch(images, targets, index)
+        views = ViewMaker(self.preprocess, self.config.seed, epoch, step, self.dist.rank)
+        return Batch(self.preprocess(images, augment), targets, index, raw=images, views=views)
 
     def train_step(self, batch: Batch) -> Tensor:
         """One optimisation step on a prepared batch: the method's loss under autocast,
@@ -378,24 +329,39 @@ class Trainer:
 
     # ---------------------------------------------------------------- inference
     @torch.inference_mode()
-    def predict(self, dataset: torch.utils.data.Dataset, batch_size: int | None = None) -> Tensor:
-        """Logits (N, C), float32 on the CPU, in dataset order, in eval mode. With several
-        ranks each predicts its shard and the rows are gathered by dataset index."""
+    def infer(self, dataset: LabelledDataset, fn: Callable[[Tensor], Tensor],
+              batch_size: int | None = None) -> Tensor:
+        """``fn`` (normalised images (B, ...) -> rows (B, ...)) over a whole dataset, in eval
+        mode, without gradients, under the run's autocast: float32 rows on the CPU in dataset
+        order. With several ranks each computes its shard and the rows are gathered by index.
+        The model's train/eval mode is restored afterwards."""
         was_training = self.module.training
         self.module.eval()
         bs = batch_size or self.config.eval_batch_size
-        loader = BatchLoader(dataset, self.device) if dataset is not self.train_set else self.loader
+        loader = self.loader if dataset is self.train_set else BatchLoader(dataset, self.device)
         shard = epoch_order(len(dataset), 0, 0, shuffle=False, rank=self.dist.rank, world_size=self.dist.world_size)
         out = []
-        for images, _ in loader(list(shard.split(bs))):
-            with self.autocast():  # the unwrapped module: no DDP synchronisation at inference
-                out.append(self.module(self.preprocess(images)).float())
-        self.module.train(was_training)
+        try:
+            for images, _ in loader(list(shard.split(bs))):
+                with self.autocast():
+                    out.append(fn(self.preprocess(images)).float())
+        finally:
+            self.module.train(was_training)
         if not out:
             return torch.empty(0)
         return gather_by_index(torch.cat(out), shard, len(dataset)).cpu()
 
-    def evaluate(self, dataset: Any, labels: Tensor | None = None, **kwargs: Any) -> dict[str, float]:
+    def predict(self, dataset: LabelledDataset, batch_size: int | None = None) -> Tensor:
+        """Logits (N, C), float32 on the CPU, in dataset order, in eval mode (the unwrapped
+        module: no DDP synchronisation at inference)."""
+        return self.infer(dataset, self.module, batch_size)
+
+    def features(self, dataset: LabelledDataset, batch_size: int | None = None) -> Tensor:
+        """The backbone's feature maps averaged over positions, (N, D) float32 on the CPU:
+        what nearest-neighbour label propagation and similarity learning compare."""
+        return self.infer(dataset, lambda x: self.module.features(x).float().mean(dim=(2, 3)), batch_size)
+
+    def evaluate(self, dataset: LabelledDataset, labels: Tensor | None = None, **kwargs: Any) -> dict[str, float]:
         """:func:`mlrobust.metrics.evaluate` of the model on ``dataset`` against ``labels``
         (default: the dataset's ground truth)."""
         truth = dataset.labels if labels is None else labels

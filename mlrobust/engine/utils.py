@@ -1,5 +1,5 @@
 """Engine utilities: derived seeds, device resolution, the environment report, and the
-policy for progress bars."""
+policy for progress bars (:mod:`mlrobust.progress`)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..progress import progress_enabled
 from ..seeding import derive_seed
 
 __all__ = ["derive_seed", "resolve_device", "environment_report", "progress_enabled"]
@@ -42,12 +43,12 @@ def environment_report(device: torch.device | None = None) -> dict[str, Any]:
     import timm
     import torchvision
 
-    import mlrobust
+    from .._version import __version__
 
     report: dict[str, Any] = {
         "python": sys.version.split()[0],
         "platform": platform.platform(),
-        "mlrobust": mlrobust.__version__,
+        "mlrobust": __version__,
         "git_revision": _git_revision(),
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
@@ -63,36 +64,3 @@ def environment_report(device: torch.device | None = None) -> dict[str, Any]:
             report["gpu"] = torch.cuda.get_device_name(device)
             report["cuda"] = torch.version.cuda
     return report
-
-
-_BATCH_RUNNERS = ("papermill", "nbclient", "nbconvert", "pytest", "jupyter-book", "jb ")
-
-
-def _kernel_parent_is_batch_runner() -> bool:
-    """Whether this Jupyter kernel was started by a batch runner (papermill, nbval under
-    pytest, nbconvert) rather than by JupyterLab: read from the parent process's command
-    line where the platform exposes it (Linux); elsewhere assume an interactive session."""
-    try:
-        cmdline = Path(f"/proc/{os.getppid()}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="ignore")
-    except OSError:
-        return False
-    return any(runner in cmdline for runner in _BATCH_RUNNERS)
-
-
-def progress_enabled(requested: bool | None = None) -> bool:
-    """Whether to draw progress bars.
-
-    An explicit True/False wins, then ``MLROBUST_PROGRESS`` (0/1). Otherwise bars are off in
-    CI (``CI`` set) and in notebooks executed by papermill, nbval or nbconvert (so executed
-    notebooks carry no widget or stderr noise), and on in a terminal or in JupyterLab.
-    """
-    if requested is not None:
-        return bool(requested)
-    flag = os.environ.get("MLROBUST_PROGRESS")
-    if flag is not None:
-        return flag.strip().lower() not in ("0", "false", "no", "off", "")
-    if os.environ.get("CI"):
-        return False
-    if "ipykernel" in sys.modules:
-        return not _kernel_parent_is_batch_runner()
-    return sys.stderr.isatty()

@@ -1,2 +1,18 @@
-"""One module per paper: the parts of a method that are not a loss or a head
-(relabeling, propagation, similarity learning, corruption matrices)."""
+"""Methods: one module per paper holds what is not a loss or a head — its method factory
+and arguments, its hooks (relabeling, propagation, similarity learning, corruption
+matrices) and its benchmark cases — registered by name in :data:`METHODS`.
+
+=================  ===========================================================
+``supervised``     a loss on the observed labels (:mod:`.supervised`)
+``curriculum``     Durand et al. 2019, curriculum relabeling (:mod:`.durand`)
+``gold_correction``  Pene et al. 2021, GALC-SLR / GLC (:mod:`.pene`)
+=================  ===========================================================
+"""
+
+from . import durand, pene, supervised  # noqa: F401  (each registers its methods and bench cases)
+from .base import (BENCH_CASES, METHODS, BenchCase, FitFn, MethodContext, MethodSpec, NoArgs, build_method,
+                   create_method, register_bench_case, register_method)
+from .supervised import SupervisedMethod
+
+__all__ = ["METHODS", "MethodContext", "MethodSpec", "NoArgs", "register_method", "build_method", "create_method",
+           "BENCH_CASES", "BenchCase", "register_bench_case", "FitFn", "SupervisedMethod"]

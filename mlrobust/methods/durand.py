@@ -7,13 +7,14 @@ plug in: the partial-BCE is :func:`mlrobust.losses.partial_bce`, WELDON pooling 
 * :func:`select_labels` and :class:`CurriculumRelabeling` — Algorithm 1, curriculum labeling
   of missing labels with the five strategies [a]-[e] of section 3.3 (Eq. 8-11).
 * :func:`mc_dropout_logits` — T stochastic passes through the head only, for [d] and [e].
+* the method ``curriculum`` (:class:`CurriculumArgs`): the config's loss plus relabeling.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -21,10 +22,15 @@ from torch import Tensor, nn
 
 from .. import labels as label_tools
 from .._validate import check_labels
-from ..engine import Hook
+from ..engine import Hook, Method, Trainer
+from ..losses import create_loss
+from ..models import MultiLabelNet
+from ..options import Options, check
+from .base import BenchCase, MethodContext, register_bench_case, register_method
+from .supervised import SupervisedMethod
 
 __all__ = ["STRATEGIES", "Selection", "select_labels", "mc_dropout_logits",
-           "relabel_epochs", "CurriculumRelabeling"]
+           "relabel_epochs", "CurriculumRelabeling", "CurriculumArgs"]
 
 
 # --------------------------------------------------------------------------- relabeling
@@ -111,7 +117,7 @@ def select_labels(strategy: str, theta: float, missing: Tensor, scores: Tensor |
 
 
 @torch.no_grad()
-def mc_dropout_logits(model: nn.Module, images: Tensor, passes: int) -> Tensor:
+def mc_dropout_logits(model: MultiLabelNet, images: Tensor, passes: int) -> Tensor:
     """Logits (T, B, C) of ``passes`` stochastic passes through the model's head with its
     dropout active (Gal & Ghahramani 2016), the backbone run once in eval mode.
 
@@ -120,18 +126,14 @@ def mc_dropout_logits(model: nn.Module, images: Tensor, passes: int) -> Tensor:
     """
     was_training = model.training
     model.eval()
-    features = model.backbone(images)
+    features = model.features(images)
     drop = [m for m in model.head.modules() if isinstance(m, nn.modules.dropout._DropoutNd)]
     if not drop or all(m.p == 0 for m in drop):
         raise ValueError("MC dropout needs a head with dropout > 0 (e.g. model.head_args={'dropout': 0.3})")
     for m in drop:
         m.train()
     try:
-        with torch.autocast(features.device.type, enabled=False):  # the head runs in float32
-            repeated = features.float().repeat(passes, *([1] * (features.dim() - 1)))
-            logits = model.head(repeated)
-            if getattr(model, "refine", None) is not None:
-                logits = model.refine(logits)
+        logits = model.classify(features.repeat(passes, *([1] * (features.dim() - 1))))
     finally:
         model.train(was_training)
     return logits.reshape(passes, images.shape[0], -1)
@@ -168,18 +170,15 @@ class CurriculumRelabeling(Hook):
         self.predict_batch_size = predict_batch_size
         self.steps: list[dict[str, float]] = []
 
-    def _scores(self, trainer: Any) -> tuple[Tensor | None, Tensor | None]:
+    def _scores(self, trainer: Trainer) -> tuple[Tensor | None, Tensor | None]:
         if self.strategy not in ("ensemble", "uncertainty"):
             return trainer.predict(trainer.train_set, self.predict_batch_size), None
-        out = []
-        index = torch.arange(len(trainer.train_set))
-        for images, _ in trainer.loader(list(index.split(self.predict_batch_size))):
-            x = trainer.preprocess(images)
-            with trainer.autocast():
-                out.append(mc_dropout_logits(trainer.module, x, self.passes).float().cpu())
-        return None, torch.cat(out, dim=1)
+        # (N, T, C) rows from the trainer's inference pass, back to (T, N, C)
+        rows = trainer.infer(trainer.train_set, lambda x: mc_dropout_logits(trainer.module, x, self.passes)
+                             .transpose(0, 1), self.predict_batch_size)
+        return None, rows.transpose(0, 1).contiguous()
 
-    def on_epoch_start(self, trainer: Any, epoch: int) -> None:
+    def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
         if epoch not in self.epochs or epoch in [int(s["epoch"]) for s in self.steps]:
             return
         store = trainer.train_labels.cpu()
@@ -187,7 +186,7 @@ class CurriculumRelabeling(Hook):
         scores, samples = self._scores(trainer)
         sel = select_labels(self.strategy, self.theta, missing, scores, samples, self.batch_size)
         new = torch.where(sel.selected, sel.labels, store)
-        trainer.train_labels = new.to(trainer.device)
+        trainer.set_train_labels(new)
         self.steps.append(self._measure(epoch, sel, new))
 
     def _measure(self, epoch: int, sel: Selection, new: Tensor) -> dict[str, float]:
@@ -209,7 +208,7 @@ class CurriculumRelabeling(Hook):
             })
         return record
 
-    def on_epoch_end(self, trainer: Any, epoch: int, record: dict[str, float]) -> None:
+    def on_epoch_end(self, trainer: Trainer, epoch: int, record: dict[str, float]) -> None:
         if self.steps and int(self.steps[-1]["epoch"]) == epoch:
             record.update({f"relabel_{k}": v for k, v in self.steps[-1].items() if k != "epoch"})
 
@@ -218,3 +217,80 @@ class CurriculumRelabeling(Hook):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.steps = [dict(s) for s in state["steps"]]
+
+
+# --------------------------------------------------------------------------- the method
+
+
+@dataclass
+class CurriculumArgs(Options):
+    """``method_args`` of the method ``curriculum`` (Algorithm 1): the strategy and its
+    θ (:func:`select_labels`), when to relabel (``at``: fractions of training, the paper's
+    epochs 10 and 15 of 20), the MC-dropout ``passes`` of [d] and [e], and the mini-batch
+    of [b] (default: the training batch)."""
+
+    section = "method_args"
+
+    strategy: str = "uncertainty"
+    theta: float = 0.3
+    at: list[float] = field(default_factory=lambda: [0.45, 0.7])
+    passes: int = 20
+    batch_size: int | None = None
+
+    def validate(self) -> None:
+        check(self.strategy in STRATEGIES, self.key("strategy"), self.strategy, f"one of {list(STRATEGIES)}")
+        check(all(0 < a < 1 for a in self.at), self.key("at"), self.at, "fractions of training in (0, 1)")
+        check(self.passes >= 2, self.key("passes"), self.passes, ">= 2")
+        check(self.batch_size is None or self.batch_size >= 1, self.key("batch_size"), self.batch_size, ">= 1")
+
+
+@register_method("curriculum", args=CurriculumArgs)
+def curriculum(ctx: MethodContext, args: CurriculumArgs) -> Method:
+    """The config's loss plus :class:`CurriculumRelabeling`; the benchmark's hidden truth,
+    when the training set has one, measures each relabeling step."""
+    truth = ctx.splits.train.labels
+    hook = CurriculumRelabeling(args.strategy, args.theta, relabel_epochs(ctx.config.train.epochs, args.at),
+                                truth=truth if bool((truth != 0).all()) else None, passes=args.passes,
+                                batch_size=args.batch_size or ctx.config.train.batch_size)
+    return SupervisedMethod(ctx.loss(), hooks=[hook])
+
+
+# --------------------------------------------------------------------------- bench cases
+
+MC_PASSES = 20  # the T of the MC-dropout strategies in the bench
+
+
+def _relabel_step(strategy: str) -> Callable[[Trainer], Callable[[], None]]:
+    """A relabeling pass over the trainer's training set, timed as a bench step: the real
+    hook's ``on_epoch_start`` (scores or MC-dropout passes, selection, store update), reset
+    before each call so that every call does the whole pass again."""
+
+    def make(trainer: Trainer) -> Callable[[], None]:
+        hook = CurriculumRelabeling(strategy, 1.0, epochs=[1], passes=MC_PASSES,
+                                    predict_batch_size=len(trainer.train_set))
+        store = trainer.train_labels
+
+        def step() -> None:
+            hook.steps.clear()
+            trainer.set_train_labels(store)
+            hook.on_epoch_start(trainer, 1)
+
+        return step
+
+    return make
+
+
+def _bce(num_classes: int, batch_size: int) -> Method:
+    return SupervisedMethod(create_loss("bce"))
+
+
+register_bench_case(BenchCase("partial_bce", "partial-BCE (Durand 2019)",
+                              lambda c, b: SupervisedMethod(create_loss("partial_bce"))))
+register_bench_case(BenchCase("weldon", "WELDON pooling (classmap head) + BCE", _bce,
+                              {"head": "classmap", "pooling": "weldon"}))
+register_bench_case(BenchCase("gnn", "label GNN refine (3 steps) + BCE", _bce, {"gnn_steps": 3}))
+register_bench_case(BenchCase("relabel_scores", "Durand relabeling [a]-[c]: one eval pass, per image (once per "
+                              "relabeling epoch, not per step)", _bce, step=_relabel_step("threshold")))
+register_bench_case(BenchCase("relabel_mc", f"Durand relabeling [d]/[e]: MC dropout, T={MC_PASSES} head passes, "
+                              "per image (once per relabeling epoch, not per step)", _bce, {"dropout": 0.3},
+                              step=_relabel_step("ensemble")))

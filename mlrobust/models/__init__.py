@@ -24,7 +24,12 @@ class MultiLabelNet(nn.Module):
     ``refine`` is an optional module on the logits, such as the label GNN of Durand et al.
     The head and ``refine`` always run in float32, outside any autocast region: under bf16
     autocast the backbone's features are cast up first, so logits keep full precision (bf16
-    logits would create ties that change average precision)."""
+    logits would create ties that change average precision).
+
+    Methods reach the parts through :meth:`features` (the backbone's map) and
+    :meth:`classify` (head and refine on a map), or call the model with
+    ``with_features=True`` in training, so that a multi-GPU wrapper sees the whole forward.
+    """
 
     def __init__(self, backbone: nn.Module, head: nn.Module, refine: nn.Module | None = None) -> None:
         super().__init__()
@@ -36,11 +41,17 @@ class MultiLabelNet(nn.Module):
         """The backbone's feature map (B, D, h, w)."""
         return self.backbone(x)
 
-    def forward(self, x: Tensor) -> Tensor:
-        features = self.backbone(x)
+    def classify(self, features: Tensor) -> Tensor:
+        """Logits (B, C) of feature maps, in float32: the head, then ``refine``."""
         with torch.autocast(features.device.type, enabled=False):
             logits = self.head(features.float())
             return self.refine(logits) if self.refine is not None else logits
+
+    def forward(self, x: Tensor, with_features: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+        """Logits (B, C); with ``with_features`` also the feature maps: ``(logits, maps)``."""
+        features = self.backbone(x)
+        logits = self.classify(features)
+        return (logits, features) if with_features else logits
 
 
 def create_model(backbone: str, num_classes: int, *, head: str = "gap", weights: str | Path | None = None,

@@ -9,9 +9,11 @@ from hypothesis import strategies as st
 
 from mlrobust import labels, losses
 from mlrobust.config import DataConfig, ExperimentConfig, LossConfig, ModelConfig, TrainConfig
-from mlrobust.data import FeatureMaps, ShapeScenes, Subset
-from mlrobust.methods.galc import (GoldCorrectedMethod, corrected_probabilities, galc_pipeline, galc_slr_corruption,
-                                   glc_corruption, pene_split, single_label_regulators)
+from mlrobust.data import DataSplits, FeatureMaps, ShapeScenes, Subset
+from mlrobust.experiments import run_experiment
+from mlrobust.methods import SupervisedMethod
+from mlrobust.methods.pene import (GoldCorrectedMethod, corrected_probabilities, galc_slr_corruption, glc_corruption,
+                                   gold_correction, pene_split, single_label_regulators)
 
 
 def algorithm1_literal(sig, y, soft, single_class, squash=True):
@@ -183,22 +185,56 @@ def test_corrected_probabilities_above_one_give_silver_rows_no_gradient() -> Non
 
 # --------------------------------------------------------------------------- pipeline
 
-def test_the_three_steps_run_and_the_true_c_path(tmp_path) -> None:
-    scenes = ShapeScenes(300, image_size=32)
-    train = FeatureMaps(torch.randn(300, 8, 2, 2, generator=torch.Generator().manual_seed(0)), scenes.labels,
+def _feature_benchmark(n: int = 300) -> tuple[FeatureMaps, Subset]:
+    scenes = ShapeScenes(n, image_size=32)
+    train = FeatureMaps(torch.randn(n, 8, 2, 2, generator=torch.Generator().manual_seed(0)), scenes.labels,
                         scenes.classes)
-    test = Subset(train, torch.arange(60))
-    split = pene_split(train.labels, 0.2, seed=0)
-    noisy, c_true = labels.symmetric_noise(train.labels[split.silver], 0.4, seed=0)
+    return train, Subset(train, torch.arange(60))
+
+
+def _asl_features_config(tmp_path) -> ExperimentConfig:
     cfg = ExperimentConfig(name="galc", output_dir=str(tmp_path))
     cfg.data = DataConfig(augment="none")
     cfg.model = ModelConfig(backbone="features", head="classmap", head_args={"pooling": "weldon"})
     cfg.loss = LossConfig("asl")
     cfg.train = TrainConfig(epochs=2, batch_size=32, optimizer="adam", lr=1e-3, progress=False)
+    return cfg
+
+
+def test_the_three_steps_run_and_the_true_c_path(tmp_path) -> None:
+    train, test = _feature_benchmark()
+    split = pene_split(train.labels, 0.2, seed=0)
+    noisy, c_true = labels.symmetric_noise(train.labels[split.silver], 0.4, seed=0)
+    cfg = _asl_features_config(tmp_path)
+
+    def fit_silver(dataset):
+        return run_experiment(cfg, data=DataSplits(dataset, test), train_labels=dataset.labels, write=False).trainer
+
+    silver = None
     for estimator in ("galc_slr", "glc", "true"):
-        out = galc_pipeline(cfg, train, test, split, noisy, estimator=estimator, c_true=c_true)
-        assert out.c_hat.shape == (24, 24) and 0 <= out.clamped_share <= 1
-        assert set(out.gold.metrics) >= {"mAP", "CF1", "OF1"}
-        assert len(out.gold.trainer.train_set) == len(split.gold) + len(split.silver)
+        out = gold_correction(fit_silver, train, split, noisy, estimator=estimator, c_true=c_true, silver=silver)
+        silver = out.silver  # one f serves every estimator
+        assert out.estimate.c_hat.shape == (24, 24)
+        gold = run_experiment(cfg, data=DataSplits(train, test), train_labels=train.labels, method=out.method,
+                              write=False)
+        assert set(gold.metrics) >= {"mAP", "CF1", "OF1"} and 0 <= out.method.clamped_share <= 1
+        assert len(gold.trainer.train_set) == len(split.gold) + len(split.silver)
+        assert torch.equal(gold.trainer.train_labels[: len(split.gold)].cpu(), train.labels[split.gold])
     with pytest.raises(ValueError, match="needs c_true"):
-        galc_pipeline(cfg, train, test, split, noisy, estimator="true")
+        gold_correction(fit_silver, train, split, noisy, estimator="true", silver=silver)
+
+
+def test_gold_correction_runs_from_a_config(tmp_path) -> None:
+    train, test = _feature_benchmark()
+    cfg = _asl_features_config(tmp_path)
+    cfg.data.protocol, cfg.data.protocol_args = "symmetric_noise", {"eta": 0.4}
+    cfg.method, cfg.method_args = "gold_correction", {"estimator": "true", "gold_fraction": 0.2}
+    result = run_experiment(cfg, data=DataSplits(train, test), write=False)
+    method = result.trainer.method
+    assert isinstance(method, GoldCorrectedMethod) and method.is_gold.sum() > 0
+    torch.testing.assert_close(method.c_hat, labels.symmetric_noise_matrix(24, 0.4).float())
+    gold_rows = method.train_index[method.is_gold]
+    assert torch.equal(result.trainer.train_labels[method.is_gold].cpu(), train.labels[gold_rows])
+    cfg.data.protocol, cfg.data.protocol_args = "noisy", {"clean": 0.8}
+    with pytest.raises(ValueError, match="estimator 'true' needs data.protocol 'symmetric_noise'"):
+        run_experiment(cfg, data=DataSplits(train, test), write=False)

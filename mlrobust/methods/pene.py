@@ -12,23 +12,34 @@ The pipeline (their Fig. 3):
 3. a *gold* classifier g, from fresh weights, is trained with ASL(g(x), y) on G and
    ASL(Ĉᵀσ(g(x)), ỹ) on S (:class:`GoldCorrectedMethod`).
 
-:func:`pene_split` makes the data split of their §4.1 on any label matrix.
+:func:`pene_split` makes the data split of their §4.1 on any label matrix;
+:func:`gold_correction` runs steps 1 and 2 and returns the method of step 3, given a way
+to train the silver classifier; the method ``gold_correction`` (:class:`GoldCorrectionArgs`)
+is the whole pipeline from a config.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from .. import labels as label_protocols
 from .. import losses
 from .._validate import check_fraction, check_labels, make_generator
-from ..engine import Batch, Method
+from ..data import LabelledDataset, Subset
+from ..engine import Batch, Method, Trainer
+from ..options import ConfigError, Options, check
+from ..seeding import derive_seed
+from .base import BenchCase, MethodContext, register_bench_case, register_method
+from .supervised import SupervisedMethod
 
 __all__ = ["PeneSplit", "pene_split", "single_label_regulators", "glc_corruption", "galc_slr_corruption",
-           "corrected_probabilities", "GoldCorrectedMethod", "GalcResult", "galc_pipeline"]
+           "corrected_probabilities", "GoldCorrectedMethod", "ESTIMATORS", "CorruptionEstimate",
+           "estimate_corruption", "gold_training_set", "GoldCorrection", "gold_correction", "GoldCorrectionArgs"]
 
 
 # --------------------------------------------------------------------------- data split
@@ -169,19 +180,25 @@ class GoldCorrectedMethod(Method):
         ASL(Ĉᵀσ(g(x)), ỹ)         on the silver images (noisy labels), with probabilities,
 
     both summed over images and classes (the ASL authors' reduction). ``is_gold`` (N,) marks
-    the gold images of the training set.
+    the gold images of the set it trains on; ``train_index`` and ``train_labels`` (optional)
+    say which images of the run's training set that is, with their labels
+    (:meth:`training_data`).
 
-    Values of Ĉᵀσ(g(x)) outside [0, 1]: with ``correction="clamp"`` (the paper as written)
-    :func:`mlrobust.losses.asl` clamps them into [eps, 1 - eps], where their gradient is zero
-    — the share of such entries is recorded in :attr:`clamped_share`. ``correction=
-    "normalize"`` divides each column of Ĉ by its sum first, so every q_j is a weighted mean
-    of probabilities and stays in [0, 1] (the true symmetric C already has unit columns).
+    Values of Ĉᵀσ(g(x)) outside [0, 1]: the paper does not say what happens to them. With
+    ``correction="clamp"`` they go to :func:`mlrobust.losses.asl` as they are, which reads
+    them by its ``prob_clamp`` option (``asl_args``): ``"both"`` (default) clamps them into
+    [eps, 1 - eps], where their gradient is zero; ``"authors"`` follows the ASL authors'
+    code, which clamps positives from below only. The share of silver entries outside
+    [0, 1] is recorded in :attr:`clamped_share`. ``correction="normalize"`` divides each
+    column of Ĉ by its sum first, so every q_j is a weighted mean of probabilities and stays
+    in [0, 1] (the true symmetric C already has unit columns).
     """
 
     name = "gold_corrected"
 
     def __init__(self, c_hat: Tensor, is_gold: Tensor, *, correction: str = "clamp",
-                 asl_args: dict[str, Any] | None = None) -> None:
+                 asl_args: dict[str, Any] | None = None, train_index: Tensor | None = None,
+                 train_labels: Tensor | None = None) -> None:
         if c_hat.dim() != 2 or c_hat.shape[0] != c_hat.shape[1]:
             raise ValueError(f"c_hat must be a square (K, K) matrix, got {tuple(c_hat.shape)}")
         if correction not in ("clamp", "normalize"):
@@ -190,10 +207,20 @@ class GoldCorrectedMethod(Method):
         self.c_hat = c / c.sum(0, keepdim=True).clamp(min=1e-12) if correction == "normalize" else c
         self.is_gold = is_gold.bool()
         self.asl_args = dict(asl_args or {})
+        if (train_index is None) != (train_labels is None):
+            raise ValueError("train_index and train_labels go together (the gold and silver images and their labels)")
+        self.train_index, self.train_labels = train_index, train_labels
         self._outside = torch.zeros(())
         self._entries = torch.zeros(())
 
-    def training_loss(self, trainer: Any, batch: Batch) -> tuple[Tensor, Tensor]:
+    def training_data(self, dataset: LabelledDataset, labels: Tensor) -> tuple[LabelledDataset, Tensor]:
+        """The gold and silver images with their labels, when the method was built with
+        them (``train_index``, ``train_labels``); else the run's training set."""
+        if self.train_index is None:
+            return dataset, labels
+        return Subset(dataset, self.train_index, self.train_labels), self.train_labels
+
+    def training_loss(self, trainer: Trainer, batch: Batch) -> tuple[Tensor, Tensor]:
         logits = trainer.model(batch.images)
         gold = self.is_gold.to(logits.device)[batch.index.to(logits.device)][:, None]
         # masking targets to 0 (ignored by ASL) instead of indexing rows: no device sync
@@ -214,66 +241,157 @@ class GoldCorrectedMethod(Method):
 
 # --------------------------------------------------------------------------- the pipeline
 
+ESTIMATORS = ("galc_slr", "glc", "true")
+"""Ĉ from Algorithm 1 (GALC-SLR), from GLC (the trusted set), or the true matrix (the
+upper bound of their Fig. 6b)."""
+
 
 @dataclass
-class GalcResult:
-    """What the three steps produced: the silver classifier's run, the estimated matrix
-    (``c_hat``; ``c_hat_raw`` before GALC-SLR's final sigmoid), the gold classifier's run and
-    the share of silver entries whose corrected probability left [0, 1]."""
+class CorruptionEstimate:
+    """An estimated corruption matrix ``c_hat`` and ``raw``, the same before GALC-SLR's
+    final sigmoid (equal to ``c_hat`` for the other estimators)."""
 
-    silver: Any  # RunResult of f
     c_hat: Tensor
-    c_hat_raw: Tensor
-    gold: Any  # RunResult of g
-    clamped_share: float
+    raw: Tensor
 
 
-@torch.no_grad()
-def _probabilities(trainer: Any, dataset: Any) -> tuple[Tensor, Tensor]:
-    logits = trainer.predict(dataset)
+def _probabilities(predict: Callable[[LabelledDataset], Tensor], dataset: LabelledDataset) -> tuple[Tensor, Tensor]:
+    logits = predict(dataset)
     return torch.sigmoid(logits), torch.softmax(logits, dim=1)
 
 
-def galc_pipeline(cfg: Any, train: Any, test: Any, split: PeneSplit, silver_labels: Tensor, *,
-                  estimator: str = "galc_slr", c_true: Tensor | None = None, correction: str = "clamp",
-                  val: Any = None, write: bool = False, silver_result: Any = None) -> GalcResult:
-    """The three steps of Pene et al. (their Fig. 3) with one config for both classifiers.
-
-    1. the silver classifier f: ``cfg`` (its loss should be ASL) on the silver images of
-       ``train`` with their noisy ``silver_labels``;
-    2. Ĉ: ``estimator`` "galc_slr" (Algorithm 1, from f on the silver set and on the
-       single-label pool), "glc" (from f on the gold set) or "true" (``c_true``, the upper
-       bound of their Fig. 6b); ``silver_result`` reuses an f already trained by step 1
-       (one f serves every estimator);
-    3. the gold classifier g from fresh weights — the same initial weights as f, since both
-       start from ``cfg.train.seed``, as GLC re-initialises its network — trained with
-       :class:`GoldCorrectedMethod` on gold (clean labels) and silver (noisy labels) images.
-    """
-    from ..data import DataSplits, Subset
-    from ..experiments import run_experiment
-
-    if estimator not in ("galc_slr", "glc", "true"):
-        raise ValueError(f"estimator must be 'galc_slr', 'glc' or 'true', got {estimator!r}")
-    if estimator == "true" and c_true is None:
-        raise ValueError("estimator 'true' needs c_true")
-    silver_set = Subset(train, split.silver, silver_labels)
-    f = silver_result if silver_result is not None else run_experiment(
-        cfg, data=DataSplits(train=silver_set, test=test, val=val), train_labels=silver_set.labels, write=write)
+def estimate_corruption(estimator: str, predict: Callable[[LabelledDataset], Tensor], train: LabelledDataset,
+                        split: PeneSplit, silver_labels: Tensor, c_true: Tensor | None = None) -> CorruptionEstimate:
+    """Step 2: Ĉ from the silver classifier's logits ``predict(dataset)``: "galc_slr"
+    (Algorithm 1, on the silver set with its noisy labels and on the single-label pool),
+    "glc" (on the gold set with its clean labels) or "true" (``c_true`` itself)."""
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
     if estimator == "true":
-        raw = c_hat = c_true.to(torch.float64)
-    elif estimator == "glc":
-        sig_gold, _ = _probabilities(f.trainer, Subset(train, split.gold))
-        raw = c_hat = glc_corruption(sig_gold, train.labels[split.gold])
-    else:
-        sig_silver, _ = _probabilities(f.trainer, silver_set)
-        _, soft_single = _probabilities(f.trainer, Subset(train, split.single))
-        raw = galc_slr_corruption(sig_silver, silver_labels, soft_single, split.single_class, squash=False)
-        c_hat = torch.sigmoid(raw)
+        if c_true is None:
+            raise ValueError("estimator 'true' needs c_true")
+        c = c_true.to(torch.float64)
+        return CorruptionEstimate(c, c)
+    if estimator == "glc":
+        sig_gold, _ = _probabilities(predict, Subset(train, split.gold))
+        c = glc_corruption(sig_gold, train.labels[split.gold])
+        return CorruptionEstimate(c, c)
+    sig_silver, _ = _probabilities(predict, Subset(train, split.silver, silver_labels))
+    _, soft_single = _probabilities(predict, Subset(train, split.single))
+    raw = galc_slr_corruption(sig_silver, silver_labels, soft_single, split.single_class, squash=False)
+    return CorruptionEstimate(torch.sigmoid(raw), raw)
+
+
+def gold_training_set(train: LabelledDataset, split: PeneSplit, silver_labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """The images g trains on — the gold set, then the silver set — as (indices into
+    ``train``, their labels: clean for gold, ``silver_labels`` for silver, ``is_gold``)."""
     index = torch.cat([split.gold, split.silver])
     labels = torch.cat([train.labels[split.gold], silver_labels.to(torch.int8)])
     is_gold = torch.cat([torch.ones(len(split.gold), dtype=torch.bool), torch.zeros(len(split.silver), dtype=torch.bool)])
-    method = GoldCorrectedMethod(c_hat, is_gold, correction=correction, asl_args=dict(cfg.loss.args))
-    g_cfg = type(cfg).from_dict({**cfg.to_dict(), "name": f"{cfg.name}-gold"})
-    g = run_experiment(g_cfg, data=DataSplits(train=Subset(train, index, labels), test=test, val=val),
-                       train_labels=labels, method=method, write=write)
-    return GalcResult(f, c_hat, raw, g, method.clamped_share)
+    return index, labels, is_gold
+
+
+@dataclass
+class GoldCorrection:
+    """Steps 1 and 2 done: the gold classifier's ``method`` (it trains on the gold and
+    silver images of the training set), the ``estimate`` of Ĉ and the ``silver``
+    classifier f."""
+
+    method: GoldCorrectedMethod
+    estimate: CorruptionEstimate
+    silver: Trainer
+
+
+def gold_correction(fit_silver: Callable[[LabelledDataset], Trainer], train: LabelledDataset, split: PeneSplit,
+                    silver_labels: Tensor, *, estimator: str = "galc_slr", c_true: Tensor | None = None,
+                    correction: str = "clamp", asl_args: dict[str, Any] | None = None,
+                    silver: Trainer | None = None) -> GoldCorrection:
+    """Steps 1 and 2 of Pene et al. (their Fig. 3), and the method of step 3.
+
+    1. the silver classifier f: ``fit_silver(dataset)`` trains a fresh model with ASL on the
+       silver images of ``train`` with their noisy ``silver_labels`` (the dataset's labels)
+       and returns its trainer; pass ``silver`` to reuse an f already trained (one f serves
+       every estimator);
+    2. Ĉ by ``estimator`` (:func:`estimate_corruption`);
+    3. the gold classifier g's :class:`GoldCorrectedMethod`, to be trained from fresh weights
+       (as GLC re-initialises its network) on the gold images with their clean labels and the
+       silver images with their noisy ones.
+    """
+    f = silver if silver is not None else fit_silver(Subset(train, split.silver, silver_labels))
+    estimate = estimate_corruption(estimator, f.predict, train, split, silver_labels, c_true)
+    index, labels, is_gold = gold_training_set(train, split, silver_labels)
+    method = GoldCorrectedMethod(estimate.c_hat, is_gold, correction=correction, asl_args=asl_args,
+                                 train_index=index, train_labels=labels)
+    return GoldCorrection(method, estimate, f)
+
+
+@dataclass
+class GoldCorrectionArgs(Options):
+    """``method_args`` of the method ``gold_correction``: the estimator of Ĉ, the share of
+    multi-label training images that is trusted (gold), an optional cap on single-label
+    images per class (their L50 / L10) and how corrected probabilities outside [0, 1] are
+    handled (:class:`GoldCorrectedMethod`)."""
+
+    section = "method_args"
+
+    estimator: str = "galc_slr"
+    gold_fraction: float = 0.1
+    single_cap: int | None = None
+    correction: str = "clamp"
+
+    def validate(self) -> None:
+        check(self.estimator in ESTIMATORS, self.key("estimator"), self.estimator, f"one of {list(ESTIMATORS)}")
+        check(0 < self.gold_fraction < 1, self.key("gold_fraction"), self.gold_fraction, "in (0, 1)")
+        check(self.single_cap is None or self.single_cap >= 1, self.key("single_cap"), self.single_cap, ">= 1")
+        check(self.correction in ("clamp", "normalize"), self.key("correction"), self.correction,
+              "'clamp' or 'normalize'")
+
+
+SPLIT_STREAM = 1  # derive_seed(protocol_seed, SPLIT_STREAM): the gold draw, independent of the noise draw
+
+
+@register_method("gold_correction", args=GoldCorrectionArgs)
+def _gold_correction_method(ctx: MethodContext, args: GoldCorrectionArgs) -> Method:
+    """GALC-SLR (or GLC, or the true C) from a config: the data protocol corrupts the
+    training labels (e.g. ``symmetric_noise``); the gold images, drawn from the multi-label
+    images of the training set, get their clean labels back; f is trained with the config's
+    loss (ASL in the paper) and training settings."""
+    if ctx.fit is None:
+        raise ValueError("the method 'gold_correction' trains a silver classifier first: its context needs fit")
+    truth = ctx.splits.train.labels
+    if not bool((truth != 0).all()):
+        raise ConfigError("method 'gold_correction' needs fully labelled training images (its gold set is trusted)")
+    data = ctx.config.data
+    split = pene_split(truth, args.gold_fraction, seed=derive_seed(data.protocol_seed, SPLIT_STREAM),
+                       single_cap=args.single_cap)
+    c_true = None
+    if args.estimator == "true":
+        if data.protocol != "symmetric_noise":
+            raise ConfigError("method_args.estimator 'true' needs data.protocol 'symmetric_noise' (its C is known)")
+        c_true = label_protocols.symmetric_noise_matrix(truth.shape[1], data.protocol_args["eta"])
+    loss = ctx.loss()
+    out = gold_correction(lambda ds: ctx.fit(ds, ds.labels, SupervisedMethod(loss)), ctx.splits.train, split,
+                          ctx.observed[split.silver], estimator=args.estimator, c_true=c_true,
+                          correction=args.correction, asl_args=dict(ctx.config.loss.args))
+    return out.method
+
+
+# --------------------------------------------------------------------------- bench cases
+
+
+def _asl_on_probabilities(logits: Tensor, y: Tensor) -> Tensor:
+    return losses.asl(torch.sigmoid(logits.float()), y, from_logits=False)
+
+
+def _gold_corrected(num_classes: int, batch_size: int) -> Method:
+    """GALC's gold classifier step with a random Ĉ (values do not change the cost) and
+    every other image of the batch gold, so both loss terms run."""
+    c_hat = torch.rand(num_classes, num_classes, generator=torch.Generator().manual_seed(1))
+    return GoldCorrectedMethod(c_hat, torch.arange(batch_size) % 2 == 0)
+
+
+register_bench_case(BenchCase("asl", "ASL (Ridnik 2021)", lambda c, b: SupervisedMethod(losses.create_loss("asl"))))
+register_bench_case(BenchCase("asl_prob", "ASL on probabilities, from_logits=False",
+                              lambda c, b: SupervisedMethod(_asl_on_probabilities)))
+register_bench_case(BenchCase("galc", "GALC gold-corrected ASL: ASL(Ĉᵀσ(g(x))) on silver + ASL on gold",
+                              _gold_corrected))

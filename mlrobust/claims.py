@@ -1,0 +1,119 @@
+"""Claims a chapter makes, checked on its own measurements.
+
+Two kinds of claim, kept apart in every chapter's closing tables:
+
+* **the paper's claims** — "partial-BCE beats the BCE", as the paper states it; the row says
+  whether it is *reproduced* here, beside the paper's number;
+* **our observations** — what the book finds that the paper did not say (a control, a
+  cause, a counter-finding).
+
+Every comparison is a paired effect over seeds (:func:`paired`: the per-seed difference
+b - a of two settings run with the same seeds), reported as mean ± standard deviation. An
+effect is *detected* when its mean exceeds its spread in the claimed direction
+(:meth:`Effect.detected`); "no detectable difference" is stated with a bound
+(:meth:`Effect.within`). A claim holds or not; the chapter's text says which it expects, and
+with ``strict`` (the quick scale, which CI runs) a measurement that disagrees with the text
+raises, so a broken method fails the build. At other scales the tables report.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Effect", "paired", "Claims"]
+
+
+@dataclass(frozen=True)
+class Effect:
+    """Per-seed differences of a paired comparison (``b - a``) and their summary."""
+
+    diffs: tuple[float, ...]
+
+    @property
+    def n(self) -> int:
+        return len(self.diffs)
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.diffs)) if self.diffs else math.nan
+
+    @property
+    def sd(self) -> float:
+        """Sample standard deviation over seeds (0 for a single seed)."""
+        return float(np.std(self.diffs, ddof=1)) if self.n > 1 else 0.0
+
+    def detected(self, direction: int = 1) -> bool:
+        """The effect goes the claimed way (``direction`` +1: b > a, -1: b < a) by more than
+        its spread: ``direction * mean > sd`` (with one seed: ``direction * mean > 0``)."""
+        return direction * self.mean > self.sd
+
+    def within(self, bound: float) -> bool:
+        """No detectable difference larger than ``bound``: ``|mean| + sd < bound``."""
+        return abs(self.mean) + self.sd < bound
+
+    def __str__(self) -> str:
+        return f"{self.mean:+.2f} ± {self.sd:.2f} (n={self.n})"
+
+
+def paired(a: Sequence[float], b: Sequence[float]) -> Effect:
+    """The paired effect of setting ``b`` over setting ``a``: b - a seed by seed."""
+    if len(a) != len(b):
+        raise ValueError(f"paired comparison needs one value per seed on both sides, got {len(a)} and {len(b)}")
+    return Effect(tuple(float(y) - float(x) for x, y in zip(a, b)))
+
+
+@dataclass
+class _Row:
+    kind: str  # "paper" or "ours"
+    claim: str
+    holds: bool
+    expected: bool
+    measured: str
+    paper: str
+
+
+class Claims:
+    """The claims of a chapter: :meth:`paper` and :meth:`ours` record one each and, with
+    ``strict``, raise when the measurement contradicts what the chapter says (``expect``)."""
+
+    def __init__(self, strict: bool) -> None:
+        self.strict = bool(strict)
+        self.rows: list[_Row] = []
+
+    def _record(self, kind: str, claim: str, holds: Any, expect: bool, measured: Any, paper: str) -> bool:
+        holds = bool(holds)
+        row = _Row(kind, claim, holds, bool(expect), "" if measured is None else str(measured), paper)
+        self.rows.append(row)
+        if self.strict and holds != row.expected:
+            said = "holds" if row.expected else "does not hold"
+            raise AssertionError(f"the chapter says this claim {said}, but the measurement disagrees: {claim} "
+                                 f"(measured: {row.measured})")
+        return holds
+
+    def paper(self, claim: str, holds: Any, *, expect: bool = True, measured: Any = None, paper: str = "") -> bool:
+        """A claim of the paper (``paper``: its number or wording); ``holds``: whether it is
+        reproduced here; ``expect``: what the chapter's text says."""
+        return self._record("paper", claim, holds, expect, measured, paper)
+
+    def ours(self, claim: str, holds: Any, *, expect: bool = True, measured: Any = None) -> bool:
+        """An observation of ours, with the measurement behind it."""
+        return self._record("ours", claim, holds, expect, measured, "")
+
+    def table(self, kind: str, caption: str = "") -> Any:
+        """A Markdown table of the claims of one ``kind`` ("paper" or "ours")."""
+        from .notebook import markdown_table  # a display helper; the claims themselves need no notebook
+
+        if kind not in ("paper", "ours"):
+            raise ValueError(f"kind must be 'paper' or 'ours', got {kind!r}")
+        rows = [r for r in self.rows if r.kind == kind]
+        verdict = lambda r: "yes" if r.holds else "**no**"  # noqa: E731
+        if kind == "paper":
+            return markdown_table(["the paper's claim", "paper", "ours (paired Δ ± sd)", "reproduced?"],
+                                  [[r.claim, r.paper, r.measured, verdict(r)] for r in rows], caption=caption)
+        return markdown_table(["our observation", "measured", "holds?"],
+                              [[r.claim, r.measured, verdict(r)] for r in rows], caption=caption)
