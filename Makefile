@@ -14,20 +14,26 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
 CHAPTER ?=
-DATASET ?= shapescenes
+DATASET ?=
 DATA_ROOT ?=
-DEVICE ?= auto
+DEVICE ?=
 WEIGHTS ?=
 SCALE ?= full
+CELL_TIMEOUT ?=
+# extra options for `make lab`, e.g. LAB_ARGS="--ip 0.0.0.0 --no-browser" in a container
+LAB_ARGS ?=
+# JupyterLab refuses to run as root unless told: a root user (a container) gets --allow-root
+LAB_ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 
 .PHONY: help env book test test-oldest lab full bench refresh clean
 
 help:
-	@echo "make book     set up, execute every chapter (quick scale), build _build/html"
+	@echo "make book     set up, execute the chapters that changed (quick scale), build _build/html"
 	@echo "make test     set up, run all tests (unit, property, integration, nbval)"
-	@echo "make lab      open the chapters in JupyterLab"
+	@echo "make lab      open the chapters in JupyterLab (as root: --allow-root is added; LAB_ARGS=... for more)"
 	@echo "make full CHAPTER=ch01_problem DATASET=coco DATA_ROOT=/data/coco [WEIGHTS=resnet101.safetensors]"
-	@echo "              run a chapter at full scale (SCALE=smoke: a seconds-long check of the same path)"
+	@echo "              run a chapter at full scale (SCALE=smoke: a seconds-long check of the same path;"
+	@echo "              CELL_TIMEOUT=seconds per cell, default none at full scale, 300 s at smoke)"
 	@echo "make bench    write the performance record (training, inference, loading, method ratios) to _build/bench.md"
 	@echo "make refresh  re-execute the committed chapters in place (a deliberate step)"
 	@echo "make test-oldest  unit tests against the oldest versions pyproject.toml allows (torch 2.4, ...)"
@@ -44,7 +50,7 @@ $(STAMP): pyproject.toml uv.lock | $(UV)
 env: $(STAMP)
 
 book: env
-	MLROBUST_PROGRESS=0 $(PY) tools/build_book.py
+	MLROBUST_PROGRESS=0 $(PY) tools/build_book.py $(if $(CELL_TIMEOUT),--cell-timeout $(CELL_TIMEOUT))
 
 test: env
 	MLROBUST_PROGRESS=0 $(PY) -m pytest
@@ -57,19 +63,19 @@ test-oldest: | $(UV)
 		--ignore=tests/test_chapters_on_datasets.py tests
 
 lab: env
-	$(VENV)/bin/jupyter lab book/
+	$(VENV)/bin/jupyter lab $(LAB_ROOT_FLAG) $(LAB_ARGS) book/
 
 full: env
 	@test -n "$(CHAPTER)" || { echo "usage: make full CHAPTER=<name> [DATASET=coco DATA_ROOT=/path DEVICE=cuda WEIGHTS=file SCALE=full|smoke]"; exit 2; }
-	MLROBUST_PROGRESS=0 $(PY) tools/build_book.py --scale $(SCALE) --chapter $(CHAPTER) --dataset $(DATASET) \
-		--data-root "$(DATA_ROOT)" --device $(DEVICE) --weights "$(WEIGHTS)"
+	MLROBUST_PROGRESS=0 $(PY) tools/build_book.py --scale $(SCALE) --chapter $(CHAPTER) --dataset "$(DATASET)" \
+		--data-root "$(DATA_ROOT)" --device "$(DEVICE)" --weights "$(WEIGHTS)" $(if $(CELL_TIMEOUT),--cell-timeout $(CELL_TIMEOUT))
 
 bench: env
 	mkdir -p _build
 	$(PY) -m mlrobust bench --output _build/bench.md
 
 refresh: env
-	MLROBUST_PROGRESS=0 $(PY) tools/build_book.py --in-place
+	MLROBUST_PROGRESS=0 $(PY) tools/build_book.py --in-place $(if $(CELL_TIMEOUT),--cell-timeout $(CELL_TIMEOUT))
 
 clean:
 	rm -rf _build

@@ -7,6 +7,7 @@ from ``book/params/<chapter>.yaml`` by :func:`resolve_parameters`.
 
 from __future__ import annotations
 
+import ast
 import inspect
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,37 +16,146 @@ from typing import Any
 import numpy as np
 import yaml
 
-__all__ = ["resolve_parameters", "Claims", "show_source", "markdown_table", "mean_std", "fmt_mean_std"]
+__all__ = ["resolve_parameters", "check_parameters", "find_params_dir", "Claims", "show_source", "markdown_table",
+           "mean_std", "fmt_mean_std"]
 
 
-def resolve_parameters(chapter: str, scale: str, given: dict[str, Any], params_dir: str | Path = "params") -> dict[str, Any]:
-    """Fill the ``None`` values of ``given`` from ``params_dir/<chapter>.yaml``.
+PARAMS_FOLDER = Path("book") / "params"
+
+
+def find_params_dir(chapter: str) -> Path:
+    """The folder holding ``<chapter>.yaml``, whatever the working directory: ``params/``
+    there (a chapter run from ``book/`` or from the build's staged ``_build/src/book``), else
+    ``book/params`` in it or in a folder above it (papermill started from the repository
+    root, as in the README), else ``book/params`` of the repository this package was
+    installed from (editable install)."""
+    cwd = Path.cwd()
+    candidates = [cwd / "params", *(d / PARAMS_FOLDER for d in (cwd, *cwd.parents)),
+                  Path(__file__).resolve().parents[1] / PARAMS_FOLDER]
+    for folder in candidates:
+        if (folder / f"{chapter}.yaml").is_file():
+            return folder
+    raise FileNotFoundError(f"no parameter file {chapter}.yaml in params/ or book/params/ of {cwd} or a folder "
+                            f"above it, nor in {candidates[-1]}")
+
+
+def _expected(preset_value: Any) -> tuple[type, ...] | None:
+    """The types a parameter may take, from its preset value: None means any (an optional
+    path, say); an int preset takes only ints, a float preset ints too (``-p lr 1``)."""
+    if preset_value is None:
+        return None
+    if isinstance(preset_value, bool):
+        return (bool,)
+    if isinstance(preset_value, int):
+        return (int,)
+    if isinstance(preset_value, float):
+        return (int, float)
+    return (type(preset_value),)
+
+
+def _check_types(path: Path, scale: str, preset: dict[str, Any], given: dict[str, Any]) -> None:
+    """Every value set explicitly must have its preset's type, checked before anything runs
+    (a string epoch count would otherwise fail deep in the training loop, or not at all)."""
+    for name, value in given.items():
+        kinds = _expected(preset.get(name))
+        if value is None or kinds is None:
+            continue
+        if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
+            names = " or ".join(k.__name__ for k in kinds)
+            raise TypeError(f"parameter {name!r} must be {names} (its {scale!r} value in {path} is "
+                            f"{preset[name]!r}), got {value!r} of type {type(value).__name__}")
+
+
+def _injected_names() -> set[str]:
+    """The names papermill injected into the running kernel: its cell starts with the line
+    ``# Parameters`` and is the most recent such cell in IPython's input history. Empty
+    outside IPython. (papermill only warns about a name the notebook does not know.)"""
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - IPython ships with the book extras
+        return set()
+    shell = get_ipython()
+    history = shell.user_ns.get("In", []) if shell is not None else []
+    for source in reversed(history):
+        if source.splitlines()[:1] == ["# Parameters"]:
+            try:
+                tree = ast.parse(source)
+            except SyntaxError:
+                return set()
+            return {t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets
+                    if isinstance(t, ast.Name)}
+    return set()
+
+
+def _presets(path: Path, scale: str, dataset: Any) -> dict[str, Any]:
+    """The values of ``scale`` in a parameter file, with the ``datasets`` overrides of the
+    full scale applied for ``dataset``."""
+    presets = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if not isinstance(presets, dict):
+        raise ValueError(f"{path} must map each scale (quick, full, smoke) to its parameters")
+    per_dataset = presets.pop("datasets", None) or {}
+    if scale not in presets:
+        raise ValueError(f"scale must be one of {sorted(presets)} (from {path}), got {scale!r}")
+    preset = dict(presets[scale])
+    if scale == "full":
+        overrides = per_dataset.get(dataset or preset.get("dataset")) or {}
+        unknown = sorted(set(overrides) - set(preset))
+        if unknown:
+            raise ValueError(f"{path} [datasets][{dataset or preset.get('dataset')}] sets unknown parameters "
+                             f"{unknown}")
+        preset.update(overrides)
+    return preset
+
+
+def _params_file(chapter: str, params_dir: str | Path | None) -> Path:
+    folder = Path(params_dir) if params_dir is not None else find_params_dir(chapter)
+    path = folder / f"{chapter}.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"parameter file not found: {path.resolve()}")
+    return path
+
+
+def check_parameters(chapter: str, scale: str, given: dict[str, Any],
+                     params_dir: str | Path | None = None) -> dict[str, Any]:
+    """Check parameters about to be passed to a chapter against ``<chapter>.yaml``: every
+    name of ``given`` must be one of the scale's, every value not None of its preset's type
+    (see :func:`resolve_parameters`). Returns the scale's preset. ``tools/build_book.py``
+    calls it before starting a kernel, so a typo fails in a second, not after a chapter."""
+    path = _params_file(chapter, params_dir)
+    preset = _presets(path, scale, given.get("dataset"))
+    extra = sorted(set(given) - set(preset))
+    if extra:
+        raise ValueError(f"unknown parameter(s) {extra} for {chapter}; its parameters are "
+                         f"{['scale', *sorted(preset)]} ({path})")
+    _check_types(path, scale, preset, given)
+    return preset
+
+
+def resolve_parameters(chapter: str, scale: str, given: dict[str, Any],
+                       params_dir: str | Path | None = None) -> dict[str, Any]:
+    """Fill the ``None`` values of ``given`` from ``<chapter>.yaml`` (found by
+    :func:`find_params_dir` unless ``params_dir`` is given).
 
     The file has one section per scale (``quick``, ``full``, ``smoke``) and, optionally, a
     ``datasets`` section of per-dataset overrides of the full scale (the papers' settings on
     COCO, VOC 2007, NUS-WIDE, ...), applied when ``scale="full"`` runs on that dataset.
     Values set explicitly (not None) win over both. Every key of ``given`` must exist in the
-    scale's section and vice versa, so a renamed parameter cannot be silently ignored.
+    scale's section and vice versa, so a renamed parameter cannot be silently ignored; a value
+    set explicitly must have its preset's type (a preset of None takes anything, an int is
+    accepted for a float); and a parameter papermill injected that the chapter does not take
+    is an error (papermill itself only warns).
     """
-    path = Path(params_dir) / f"{chapter}.yaml"
-    if not path.is_file():
-        raise FileNotFoundError(f"parameter file not found: {path.resolve()}")
-    presets = yaml.safe_load(path.read_text())
-    per_dataset = presets.pop("datasets", None) or {}
-    if scale not in presets:
-        raise ValueError(f"scale must be one of {sorted(presets)} (from {path}), got {scale!r}")
-    preset = dict(presets[scale])
+    path = _params_file(chapter, params_dir)
+    preset = _presets(path, scale, given.get("dataset"))
     missing, extra = sorted(set(preset) - set(given)), sorted(set(given) - set(preset))
     if missing or extra:
         raise ValueError(f"{path} [{scale}] and the notebook's parameters disagree: "
                          f"only in the file {missing}, only in the notebook {extra}")
-    if scale == "full":
-        dataset = given.get("dataset") or preset.get("dataset")
-        overrides = per_dataset.get(dataset) or {}
-        unknown = sorted(set(overrides) - set(preset))
-        if unknown:
-            raise ValueError(f"{path} [datasets][{dataset}] sets unknown parameters {unknown}")
-        preset.update(overrides)
+    _check_types(path, scale, preset, given)
+    unknown = sorted(_injected_names() - set(given) - {"scale"})
+    if unknown:
+        raise ValueError(f"unknown parameter(s) {unknown} passed to {chapter} (papermill -p); its parameters are "
+                         f"{['scale', *sorted(given)]}")
     return {k: preset[k] if v is None else v for k, v in given.items()}
 
 
@@ -82,14 +192,18 @@ def show_source(*objects: Any) -> Any:
     return Code("\n\n".join(inspect.getsource(o) for o in objects), language="python")
 
 
-def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> Any:
-    """A Markdown table for display in a notebook (and in the built book)."""
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], caption: str = "") -> Any:
+    """A Markdown table for display in a notebook (and in the built book), with an optional
+    caption above it (it should say the dataset, the scale and the seeds). A ``|`` inside a
+    cell is escaped, so "|C - Ĉ|" stays in its cell instead of splitting it."""
     from IPython.display import Markdown
 
     def cell(v: Any) -> str:
-        return f"{v:.2f}" if isinstance(v, float) else str(v)
+        text = f"{v:.2f}" if isinstance(v, float) else str(v)
+        return text.replace("|", "\\|").replace("\n", " ")
 
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines = [f"**{caption}**", ""] if caption else []
+    lines += ["| " + " | ".join(cell(h) for h in headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
     return Markdown("\n".join(lines))
 

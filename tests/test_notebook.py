@@ -44,3 +44,71 @@ def test_claims_strict_raises_lenient_reports() -> None:
     assert lenient.check(True, "holds")
     table = lenient.table().data
     assert "| does not hold | **no** | 0.5 |" in table and "| holds | yes |  |" in table
+
+
+@pytest.mark.parametrize("given, message", [
+    ({"n_train": "100"},
+     r"parameter 'n_train' must be int \(its 'quick' value in .*ch.yaml is 100\), got '100' of type str"),
+    ({"n_train": 1.5}, r"parameter 'n_train' must be int .*got 1.5 of type float"),
+    ({"n_train": True}, r"parameter 'n_train' must be int .*got True of type bool"),
+    ({"lr": "fast"}, r"parameter 'lr' must be int or float .*got 'fast' of type str"),
+    ({"dataset": 3}, r"parameter 'dataset' must be str .*got 3 of type int"),
+], ids=["str for int", "float for int", "bool for int", "str for float", "int for str"])
+def test_a_wrong_type_fails_at_once_naming_the_parameter(tmp_path: Path, given: dict, message: str) -> None:
+    (tmp_path / "ch.yaml").write_text(PARAMS)
+    with pytest.raises(TypeError, match=message):
+        resolve_parameters("ch", "quick", {"dataset": None, "n_train": None, "lr": None, **given}, tmp_path)
+
+
+def test_int_for_float_and_anything_for_an_optional_preset(tmp_path: Path) -> None:
+    (tmp_path / "ch.yaml").write_text(PARAMS + "  voc2007: {lr: null}\n")
+    given = {"dataset": None, "n_train": None, "lr": 1}
+    assert resolve_parameters("ch", "quick", given, tmp_path)["lr"] == 1
+    voc = resolve_parameters("ch", "full", {**given, "dataset": "voc2007", "lr": "auto"}, tmp_path)
+    assert voc["lr"] == "auto"  # None in the preset: any value
+
+
+def test_params_found_from_any_working_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """book/ (make lab), the repository root (README's papermill command), a folder below
+    book/, and the staged _build/src/book all find the chapter's file."""
+    from mlrobust.notebook import find_params_dir
+
+    params = tmp_path / "book" / "params"
+    params.mkdir(parents=True)
+    (params / "ch.yaml").write_text(PARAMS)
+    for cwd in (tmp_path, tmp_path / "book", params):
+        monkeypatch.chdir(cwd)
+        assert find_params_dir("ch") == params
+    monkeypatch.chdir(tmp_path / "book" / "params")
+    assert resolve_parameters("ch", "quick", {"dataset": None, "n_train": None, "lr": None})["n_train"] == 100
+    monkeypatch.chdir(tmp_path)
+    assert find_params_dir("ch01_problem") == Path(__file__).resolve().parents[1] / "book" / "params"  # the package's
+    with pytest.raises(FileNotFoundError, match=r"no parameter file nowhere.yaml"):
+        find_params_dir("nowhere")
+
+
+def test_an_injected_unknown_parameter_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """papermill only warns about ``-p epocs 3``; the chapter refuses it."""
+    import IPython
+
+    class Shell:
+        user_ns = {"In": ["", "# Parameters (papermill) ...\nscale = 'quick'\n",
+                          "# Parameters\nscale = \"full\"\nepocs = 3\n"]}
+
+    monkeypatch.setattr(IPython, "get_ipython", lambda: Shell())
+    (tmp_path / "ch.yaml").write_text(PARAMS)
+    with pytest.raises(ValueError, match=r"unknown parameter\(s\) \['epocs'\] passed to ch .*'lr', 'n_train'"):
+        resolve_parameters("ch", "full", {"dataset": None, "n_train": None, "lr": None}, tmp_path)
+    Shell.user_ns["In"][-1] = "# Parameters\nscale = \"full\"\nlr = 0.5\n"
+    assert resolve_parameters("ch", "full", {"dataset": None, "n_train": None, "lr": 0.5}, tmp_path)["lr"] == 0.5
+
+
+def test_markdown_table_escapes_pipes_and_shows_its_caption() -> None:
+    from mlrobust.notebook import markdown_table
+
+    text = markdown_table(["|Ĉ − C|", "mAP"], [["a|b", 41.126]], caption="ShapeScenes, quick, seeds 0-2").data
+    lines = text.splitlines()
+    assert lines[0] == "**ShapeScenes, quick, seeds 0-2**"
+    assert lines[2] == "| \\|Ĉ − C\\| | mAP |" and lines[4] == "| a\\|b | 41.13 |"
+    # every row has exactly as many unescaped separators as the header
+    assert {line.replace("\\|", "").count("|") for line in lines[2:]} == {3}

@@ -6,14 +6,22 @@ and statistics run on labels alone. Images are decoded only in ``__getitem__`` (
 workers) with Pillow, converted to RGB and resized to a square ``image_size`` x ``image_size``, the
 resize the papers' pipelines use (ASL, Durand et al.: no aspect-preserving crop at test time).
 
-Bad input policy (design section 12):
+Bad input policy:
 
 * missing folders, missing or malformed annotation files, unknown class names: a
   :class:`DatasetFormatError` naming the file (and line) and what was expected;
 * image files: ``bad_images="error"`` (default) raises, naming the file, when an image is
   missing at construction or cannot be decoded when read; ``bad_images="skip"`` decodes every
-  image once at construction (at 1/8 scale for JPEGs), drops the missing, unreadable and
-  truncated ones and lists them in ``dataset.skipped``, with the count in ``dataset.info``.
+  image once at construction (at 1/8 scale for JPEGs, with a progress bar, the answer cached
+  by file list: see ``_imagecheck``), drops the missing, unreadable and truncated ones and
+  lists them in ``dataset.skipped``, with the count in ``dataset.info``;
+* an annotation file that lists no image at all is an error, not an empty dataset.
+
+Text files are read as UTF-8 with an optional byte-order mark (``utf-8-sig``), so a CSV saved
+by Excel as "CSV UTF-8" loads. A 0 in a loader's label matrix is what its format says it is
+(unknown for Open Images' unverified classes, VOC's difficult-only classes, ...), so the
+matrices are checked with ``zero_means="unknown"``; the ``folder`` loader, whose users write
+the 0s themselves, checks its files for the 0/1 ambiguity on its own.
 """
 
 from __future__ import annotations
@@ -30,12 +38,16 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..._validate import check_labels
+from ..dataset import DatasetBase
+from ._imagecheck import unreadable_images
 
 __all__ = ["DatasetFormatError", "dataset_root", "ImageFiles", "ArrayImages", "require_dir", "require_file",
            "read_rows", "read_lines", "label_matrix", "subsample", "first_existing", "drop_unlabelled",
-           "BAD_IMAGE_POLICIES"]
+           "check_unique_columns", "BAD_IMAGE_POLICIES", "ENCODING"]
 
 BAD_IMAGE_POLICIES = ("error", "skip")
+#: Every text file is read with this codec: UTF-8, with the byte-order mark Excel writes skipped.
+ENCODING = "utf-8-sig"
 log = logging.getLogger(__name__)
 
 
@@ -81,19 +93,34 @@ def drop_unlabelled(paths: list[Path], labels: Tensor) -> tuple[list[Path], Tens
 def read_lines(path: Path, what: str) -> list[str]:
     """The non-empty lines of a text file, stripped."""
     require_file(path, what)
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding=ENCODING) as f:
         return [line.strip() for line in f if line.strip()]
+
+
+def check_unique_columns(path: Path, header: Sequence[str]) -> None:
+    """A CSV header's column names must be non-empty and distinct: with a repeated name, one
+    of the columns would be silently ignored."""
+    names = [h.strip() for h in header]
+    seen: dict[str, int] = {}
+    for j, name in enumerate(names, 1):
+        if not name:
+            raise DatasetFormatError(f"{path}, line 1: column {j} of the header has no name")
+        if name in seen:
+            raise DatasetFormatError(f"{path}, line 1: column {name!r} appears twice in the header "
+                                     f"(columns {seen[name]} and {j}); each column name must be unique")
+        seen[name] = j
 
 
 def read_rows(path: Path, what: str, columns: Sequence[str]) -> Iterator[tuple[int, dict[str, str]]]:
     """Rows of a CSV file with a header that must hold ``columns``; yields (line number, row)."""
     require_file(path, what)
-    f = open(path, newline="", encoding="utf-8")
+    f = open(path, newline="", encoding=ENCODING)
     with f:
         reader = csv.DictReader(f)
         missing = [c for c in columns if c not in (reader.fieldnames or [])]
         if missing:
             raise DatasetFormatError(f"{path}: header {reader.fieldnames} lacks the column(s) {missing} of {what}")
+        check_unique_columns(path, reader.fieldnames or [])
         for row in reader:
             yield reader.line_num, row
 
@@ -137,21 +164,7 @@ def _decode(path: Path, size: int) -> Tensor:
     return torch.from_numpy(array.copy()).permute(2, 0, 1)
 
 
-def _readable(path: Path) -> bool:
-    """Whether the file decodes to the end (a truncated JPEG passes Pillow's ``verify``, so
-    it is decoded, at the smallest DCT scale, which costs a fraction of a full decode)."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            im.draft("RGB", (32, 32))
-            im.load()
-        return True
-    except (OSError, SyntaxError, ValueError):  # UnidentifiedImageError is an OSError
-        return False
-
-
-class _Labelled(torch.utils.data.Dataset):
+class _Labelled(DatasetBase):
     """Labels, classes and a short description shared by the file and array datasets."""
 
     labels: Tensor
@@ -160,7 +173,8 @@ class _Labelled(torch.utils.data.Dataset):
     info: dict[str, Any]
 
     def _set_labels(self, labels: Tensor, classes: list[str]) -> None:
-        check_labels(labels, f"{self.name} labels", num_classes=len(classes))
+        # each loader's format defines its 0s (see the module docstring)
+        check_labels(labels, f"{self.name} labels", num_classes=len(classes), zero_means="unknown")
         self.labels, self.classes = labels.to(torch.int8), list(classes)
 
     def __repr__(self) -> str:
@@ -174,9 +188,11 @@ class ImageFiles(_Labelled):
     """Images stored as files (JPEG, PNG, ...), with their labels.
 
     Items are ``(uint8 (3, S, S) image, index)``; ``paths`` holds the files in label-row order.
+    Batches are decoded item by item in DataLoader workers (``in_memory`` False).
     """
 
     kind = "images"
+    in_memory = False
 
     def __init__(self, name: str, paths: Sequence[Path], labels: Tensor, classes: list[str], *,
                  image_size: int, bad_images: str = "error", n: int | None = None, seed: int = 0,
@@ -187,6 +203,9 @@ class ImageFiles(_Labelled):
             raise ValueError(f"bad_images must be one of {BAD_IMAGE_POLICIES}, got {bad_images!r}")
         if len(paths) != labels.shape[0]:
             raise ValueError(f"{name}: {len(paths)} image files but {labels.shape[0]} label rows")
+        if not len(paths):
+            where = f" ({info['file']})" if info and "file" in info else ""
+            raise DatasetFormatError(f"{name}: the annotations list no image{where}")
         self.name, self.image_size, self.bad_images = name, int(image_size), bad_images
         side = dict(side or {})
         keep = subsample(len(paths), n, seed)
@@ -202,6 +221,9 @@ class ImageFiles(_Labelled):
             ok = torch.tensor([p not in bad for p in self.paths], dtype=torch.bool)
             self.paths = [p for p, k in zip(self.paths, ok.tolist()) if k]
             labels, side = labels[ok], {k: v[ok] for k, v in side.items()}
+        if not self.paths:
+            raise DatasetFormatError(f"{name}: all {len(self.skipped)} images are missing or unreadable, "
+                                     f"first {self.skipped[0]}")
         self._set_labels(labels, classes)
         for key, value in side.items():
             setattr(self, key, value)
@@ -209,7 +231,7 @@ class ImageFiles(_Labelled):
 
     def _check_files(self) -> None:
         if self.bad_images == "skip":
-            self.skipped = [p for p in self.paths if not (p.is_file() and _readable(p))]
+            self.skipped = unreadable_images(self.paths, self.name)
             return
         missing = [p for p in self.paths if not p.is_file()]
         if missing:
@@ -234,6 +256,7 @@ class ArrayImages(_Labelled):
     resized per batch on the device (``load_batch``), so no DataLoader workers are needed."""
 
     kind = "images"
+    in_memory = True  # load_batch slices the array (or memory map) directly
 
     def __init__(self, name: str, images: np.ndarray | Tensor, labels: Tensor, classes: list[str], *,
                  image_size: int, rows: Tensor | None = None, n: int | None = None, seed: int = 0,

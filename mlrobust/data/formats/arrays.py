@@ -101,15 +101,19 @@ def read_cifar_python(path: Path) -> tuple[np.ndarray, Tensor]:
     return images, labels
 
 
-def _check_targets(targets: Tensor, num_classes: int, where: Path) -> None:
-    bad = targets[(targets < 0) | (targets >= num_classes)]
+def _check_targets(targets: Tensor, num_classes: int, where: Path, first: int = 0) -> None:
+    """Class labels as the file stores them, ``first``..``first + num_classes - 1`` (CIFAR-10
+    counts from 0, STL-10 from 1): an error names the file, the record and the raw value."""
+    bad = torch.nonzero((targets < first) | (targets >= first + num_classes)).flatten()
     if len(bad):
-        raise DatasetFormatError(f"{where}: class index {int(bad[0])} outside 0..{num_classes - 1}")
+        i = int(bad[0])
+        raise DatasetFormatError(f"{where}: label {int(targets[i])} of image {i} (0-based) is outside "
+                                 f"{first}..{first + num_classes - 1}")
 
 
 @register_dataset("cifar10")
-def cifar10(split: str, *, root: str | Path | None, image_size: int = 32, n: int | None = None, seed: int = 0,
-            cache: bool | None = None) -> ArrayImages:
+def cifar10(split: str, *, root: str | Path | None, image_size: int = 32, n: int | None = None,
+            seed: int = 0) -> ArrayImages:
     """CIFAR-10, ``split`` in train (50,000) / test (10,000), binary or python version."""
     root = dataset_root("cifar10", root, split, ("train", "test"),
                         "the folder holding cifar-10-batches-bin or cifar-10-batches-py")
@@ -144,7 +148,7 @@ def _stl_images(path: Path) -> np.ndarray:
 
 @register_dataset("stl10")
 def stl10(split: str, *, root: str | Path | None, image_size: int = 96, n: int | None = None, seed: int = 0,
-          cache: bool | None = None, fold: int | None = None) -> ArrayImages:
+          fold: int | None = None) -> ArrayImages:
     """STL-10, ``split`` in train (5,000) / test (8,000) / unlabeled (100,000, all labels 0)."""
     root = dataset_root("stl10", root, split, ("train", "test", "unlabeled"), "the folder holding stl10_binary")
     folder = root / "stl10_binary" if (root / "stl10_binary").is_dir() else root
@@ -154,11 +158,11 @@ def stl10(split: str, *, root: str | Path | None, image_size: int = 96, n: int |
         labels = torch.zeros(len(images), len(classes), dtype=torch.int8)
     else:
         y_path = require_file(folder / f"{split}_y.bin", "STL-10 labels")
-        targets = torch.from_numpy(np.fromfile(y_path, dtype=np.uint8).astype(np.int64)) - 1  # files count from 1
-        if len(targets) != len(images):
-            raise DatasetFormatError(f"{y_path}: {len(targets)} labels for {len(images)} images")
-        _check_targets(targets, len(classes), y_path)
-        labels = one_hot_labels(targets, len(classes))
+        raw = torch.from_numpy(np.fromfile(y_path, dtype=np.uint8).astype(np.int64))
+        if len(raw) != len(images):
+            raise DatasetFormatError(f"{y_path}: {len(raw)} labels for {len(images)} images")
+        _check_targets(raw, len(classes), y_path, first=1)  # the file counts classes from 1
+        labels = one_hot_labels(raw - 1, len(classes))
     rows = None
     if fold is not None:
         if split != "train":

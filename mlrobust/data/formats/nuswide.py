@@ -16,11 +16,18 @@ Two layouts are read:
 
 ``layout="auto"`` picks the one present. Labels are 1 (concept tagged) or -1; about a fifth
 of the images carry no concept at all: kept as all -1 rows, or dropped with ``keep_empty``.
+
+The official label files hold one 0 or 1 per line, but not all of them: line 78,372 of
+``Labels_lake_Train.txt`` reads ``-1130179``. By default (``malformed="error"``) any entry
+other than 0 or 1 is an error naming the file, line and value; ``malformed="absent"`` reads
+such entries as 0 (absent), warns with their count and first location, and reports the count
+in ``dataset.info["malformed_labels"]``, so that the official train split can be used.
 """
 
 from __future__ import annotations
 
 import ast
+import warnings
 from pathlib import Path
 
 import torch
@@ -39,27 +46,48 @@ def _concepts(root: Path) -> list[str] | None:
     return None
 
 
-def nuswide_official(root: Path, split: str) -> tuple[list[Path], torch.Tensor, list[str]]:
-    """(image paths, labels (N, 81), concepts) from the official lists and label files."""
+MALFORMED_POLICIES = ("error", "absent")
+
+
+def _label_column(path: Path, n_images: int, part: str, malformed: str) -> tuple[torch.Tensor, list[tuple[int, str]]]:
+    """One concept's 0/1 column and the (line, value) of its malformed entries (read as 0
+    when ``malformed="absent"``, an error otherwise)."""
+    values = read_lines(path, f"NUS-WIDE labels of {path.stem}")
+    if len(values) != n_images:
+        raise DatasetFormatError(f"{path}: expected {n_images} lines (one per image of "
+                                 f"{part}Imagelist.txt), got {len(values)}")
+    bad = [(i + 1, v) for i, v in enumerate(values) if v not in ("0", "1")]
+    if bad and malformed == "error":
+        line, value = bad[0]
+        raise DatasetFormatError(f"{path}, line {line}: expected 0 or 1, got {value!r} ({len(bad)} such line(s) in "
+                                 "this file; malformed='absent' reads them as absent)")
+    return torch.tensor([v == "1" for v in values]), bad
+
+
+def nuswide_official(root: Path, split: str,
+                     malformed: str = "error") -> tuple[list[Path], torch.Tensor, list[str], int]:
+    """(image paths, labels (N, 81), concepts, number of malformed entries read as absent)
+    from the official lists and label files."""
+    if malformed not in MALFORMED_POLICIES:
+        raise ValueError(f"nuswide: malformed must be one of {MALFORMED_POLICIES}, got {malformed!r}")
     concepts = _concepts(root)
     if concepts is None:
         raise DatasetFormatError(f"NUS-WIDE: {root / 'ConceptsList' / 'Concepts81.txt'} does not exist")
     part = {"train": "Train", "test": "Test"}[split]
     images = read_lines(root / "ImageList" / f"{part}Imagelist.txt", "NUS-WIDE image list")
-    columns = []
+    columns, malformed_at = [], []
     for concept in concepts:
         path = root / "Groundtruth" / "TrainTestLabels" / f"Labels_{concept}_{part}.txt"
-        values = read_lines(path, f"NUS-WIDE labels of {concept!r}")
-        if len(values) != len(images):
-            raise DatasetFormatError(f"{path}: expected {len(images)} lines (one per image of "
-                                     f"{part}Imagelist.txt), got {len(values)}")
-        bad = next((i for i, v in enumerate(values) if v not in ("0", "1")), None)
-        if bad is not None:
-            raise DatasetFormatError(f"{path}, line {bad + 1}: expected 0 or 1, got {values[bad]!r}")
-        columns.append(torch.tensor([v == "1" for v in values]))
+        column, bad = _label_column(path, len(images), part, malformed)
+        columns.append(column)
+        malformed_at += [(path, line, value) for line, value in bad]
+    if malformed_at:
+        path, line, value = malformed_at[0]
+        warnings.warn(f"NUS-WIDE {split}: {len(malformed_at)} malformed label entr(ies) read as absent, "
+                      f"first {path}, line {line}: {value!r}", stacklevel=3)
     present = torch.stack(columns, 1) if columns else torch.zeros(len(images), 0, dtype=torch.bool)
     paths = [root / "Flickr" / Path(*line.replace("\\", "/").split("/")) for line in images]
-    return paths, torch.where(present, 1, -1).to(torch.int8), concepts
+    return paths, torch.where(present, 1, -1).to(torch.int8), concepts, len(malformed_at)
 
 
 def nuswide_csv(root: Path, split: str, csv: Path | None = None) -> tuple[list[Path], torch.Tensor, list[str]]:
@@ -92,14 +120,18 @@ def nuswide_csv(root: Path, split: str, csv: Path | None = None) -> tuple[list[P
 
 @register_dataset("nuswide")
 def nuswide(split: str, *, root: str | Path | None, image_size: int = 448, n: int | None = None, seed: int = 0,
-            cache: bool | None = None, layout: str = "auto", csv: str | None = None, keep_empty: bool = True,
-            bad_images: str = "error") -> ImageFiles:
-    """NUS-WIDE, ``split`` in train / test."""
+            layout: str = "auto", csv: str | None = None, keep_empty: bool = True, bad_images: str = "error",
+            malformed: str = "error") -> ImageFiles:
+    """NUS-WIDE, ``split`` in train / test; ``malformed`` as in the module docstring (the
+    official layout only: the CSV form has no such entries)."""
     root = dataset_root("nuswide", root, split, ("train", "test"), "the NUS-WIDE folder")
+    if malformed not in MALFORMED_POLICIES:
+        raise ValueError(f"nuswide: malformed must be one of {MALFORMED_POLICIES}, got {malformed!r}")
     if layout == "auto":
         layout = "csv" if (csv or (root / "nus_wid_data.csv").is_file()) else "official"
+    n_malformed = 0
     if layout == "official":
-        paths, labels, concepts = nuswide_official(root, split)
+        paths, labels, concepts, n_malformed = nuswide_official(root, split, malformed)
     elif layout == "csv":
         paths, labels, concepts = nuswide_csv(root, split, Path(csv) if csv else None)
     else:
@@ -108,4 +140,5 @@ def nuswide(split: str, *, root: str | Path | None, image_size: int = 448, n: in
     if not keep_empty:
         paths, labels, dropped = drop_unlabelled(paths, labels)
     return ImageFiles(f"nuswide/{split}", paths, labels, concepts, image_size=image_size, bad_images=bad_images,
-                      n=n, seed=seed, info={"layout": layout, "dropped_without_labels": dropped})
+                      n=n, seed=seed, info={"layout": layout, "dropped_without_labels": dropped,
+                            "malformed_labels": n_malformed})

@@ -19,7 +19,8 @@ classes of the IMCL paper) when ``root`` has it, else every class of the class d
 (the same columns for every split). Only images with at least one verified label on those
 classes are kept; rows of other classes are skipped while the CSV is read. The label matrix
 is dense int8, so thousands of classes over millions of images need a class subset; the
-loader refuses matrices over ``max_label_bytes``.
+loader refuses matrices over ``max_label_bytes``, and checks it while it reads: it stops at
+the first line whose new image would cross it, not after parsing a multi-gigabyte file.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from pathlib import Path
 import torch
 
 from ..registry import register_dataset
-from ._files import (DatasetFormatError, ImageFiles, dataset_root, first_existing, read_lines, read_rows,
+from ._files import (ENCODING, DatasetFormatError, ImageFiles, dataset_root, first_existing, read_lines, read_rows,
                      require_dir, require_file)
 
 __all__ = ["openimages_labels", "class_descriptions"]
@@ -42,7 +43,7 @@ def class_descriptions(path: Path) -> dict[str, str]:
     """MID -> display name, from a class-descriptions CSV (with or without its header)."""
     require_file(path, "Open Images class descriptions")
     out: dict[str, str] = {}
-    with open(path, newline="", encoding="utf-8") as f:
+    with open(path, newline="", encoding=ENCODING) as f:
         for line, row in enumerate(csv.reader(f), 1):
             if not row or (line == 1 and row[0] == "LabelName"):
                 continue
@@ -83,6 +84,7 @@ def openimages_labels(label_file: Path, names: dict[str, str], classes: list[str
     cols: list[int] = []
     vals: list[int] = []
     column = {m: j for j, m in enumerate(classes)}
+    max_images = max_label_bytes // max(len(classes), 1)  # known before the first line is read
     for line, row in read_rows(label_file, "Open Images labels", ["ImageID", "LabelName", "Confidence"]):
         mid, conf = row["LabelName"], row["Confidence"].strip()
         if mid not in names:
@@ -92,13 +94,14 @@ def openimages_labels(label_file: Path, names: dict[str, str], classes: list[str
         if mid not in column:  # outside the class subset: not even kept in memory
             continue
         rows.append(images.setdefault(row["ImageID"], len(images)))
+        if len(images) > max_images:
+            raise DatasetFormatError(
+                f"{label_file}, line {line}: already {len(images)} images x {len(classes)} classes, more than "
+                f"max_label_bytes={max_label_bytes} bytes ({max_label_bytes / 2**30:.2f} GiB) of labels; pass "
+                "classes=[...] or a class list file to keep a subset, or raise max_label_bytes")
         cols.append(column[mid])
         vals.append(1 if conf.startswith("1") else -1)
     mids = list(classes)
-    if len(images) * len(mids) > max_label_bytes:
-        raise DatasetFormatError(f"{label_file}: {len(images)} images x {len(mids)} classes would need "
-                                 f"{len(images) * len(mids) / 2**30:.1f} GiB of labels; pass classes=[...] or a "
-                                 "class list file to keep a subset")
     r, c, v = (torch.tensor(a, dtype=torch.long) for a in (rows, cols, vals))
     labels = torch.zeros(len(images), len(mids), dtype=torch.int8)
     labels[r[v < 0], c[v < 0]] = -1
@@ -108,7 +111,7 @@ def openimages_labels(label_file: Path, names: dict[str, str], classes: list[str
 
 @register_dataset("openimages")
 def openimages(split: str, *, root: str | Path | None, image_size: int = 224, n: int | None = None, seed: int = 0,
-               cache: bool | None = None, classes: list[str] | str | None = None, labels_file: str | None = None,
+               classes: list[str] | str | None = None, labels_file: str | None = None,
                images: str | None = None, max_label_bytes: int = 8 * 2**30, bad_images: str = "error") -> ImageFiles:
     """Open Images human-verified image-level labels, ``split`` in train / val / test."""
     root = dataset_root("openimages", root, split, SPLIT_FOLDERS, "the Open Images folder")

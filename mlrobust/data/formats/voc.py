@@ -66,7 +66,7 @@ def _voc_folder(root: Path) -> Path:
 
 @register_dataset("voc2007")
 def voc2007(split: str, *, root: str | Path | None, image_size: int = 448, n: int | None = None, seed: int = 0,
-            cache: bool | None = None, bad_images: str = "error") -> ImageFiles:
+            bad_images: str = "error") -> ImageFiles:
     """Pascal VOC 2007, ``split`` in train (trainval) / test."""
     voc = _voc_folder(dataset_root("voc2007", root, split, VOC_SPLITS, "the folder holding VOCdevkit/VOC2007"))
     ids, labels = voc_labels(voc, VOC_SPLITS[split])
