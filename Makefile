@@ -25,7 +25,7 @@ LAB_ARGS ?=
 # JupyterLab refuses to run as root unless told: a root user (a container) gets --allow-root
 LAB_ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: help env book test test-oldest lab full bench refresh clean
+.PHONY: help env book test test-oldest lab full bench pretrain refresh clean
 
 help:
 	@echo "make book     set up, execute the chapters that changed (quick scale), build _build/html"
@@ -35,6 +35,7 @@ help:
 	@echo "              run a chapter at full scale (SCALE=smoke: a seconds-long check of the same path;"
 	@echo "              CELL_TIMEOUT=seconds per cell, default none at full scale, 300 s at smoke)"
 	@echo "make bench    write the performance record (training, inference, loading, method ratios) to _build/bench.md"
+	@echo "make pretrain rebuild the shipped pretrained backbone on the CPU and check it is bit-identical"
 	@echo "make refresh  re-execute the committed chapters in place (a deliberate step)"
 	@echo "make test-oldest  unit tests against the oldest versions pyproject.toml allows (torch 2.4, ...)"
 
@@ -73,6 +74,9 @@ full: env
 bench: env
 	mkdir -p _build
 	$(PY) -m mlrobust bench --output _build/bench.md
+
+pretrain: env
+	MLROBUST_PROGRESS=0 $(PY) -m mlrobust pretrain
 
 refresh: env
 	MLROBUST_PROGRESS=0 $(PY) tools/build_book.py --in-place $(if $(CELL_TIMEOUT),--cell-timeout $(CELL_TIMEOUT))

@@ -1,4 +1,4 @@
-"""Command line: ``python -m mlrobust {run,bench,config,datasets}``."""
+"""Command line: ``python -m mlrobust {run,bench,config,datasets,pretrain}``."""
 
 from __future__ import annotations
 
@@ -62,7 +62,26 @@ def _parser() -> argparse.ArgumentParser:
                     "whole split of a dataset on disk (the generated benchmark needs n >= 1)")
     ds.add_argument("--arg", dest="dataset_args", action="append", default=[], metavar="KEY=VALUE",
                     help="a loader option, e.g. --arg keep_empty=false (repeatable)")
+
+    pre = sub.add_parser("pretrain", help="rebuild a shipped pretrained backbone from its recorded settings and "
+                         "check that it is bit-identical to the shipped file")
+    pre.add_argument("--name", default="cnn_s-objects32", help="a shipped backbone (mlrobust.pretrained.SHIPPED)")
+    pre.add_argument("--output", type=Path, help="where to write the rebuilt weights (default: beside the "
+                     "shipped file, as <name>.rebuilt.safetensors; the shipped file is never overwritten)")
+    pre.add_argument("--device", default="cpu", help="bit-identity is only promised on the CPU")
     return p
+
+
+def _cmd_pretrain(args: argparse.Namespace) -> int:
+    from .pretrained import SHIPPED, rebuild
+
+    record = rebuild(args.name, args.output, args.device)
+    print(json.dumps(record, indent=2))
+    if not record["identical"]:
+        print(f"the rebuild differs from the shipped file (expected SHA-256 {SHIPPED[args.name].sha256}); "
+              "a different platform or library version changes the low bits of training", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -154,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_run(args)
         if args.command == "bench":
             return _cmd_bench(args)
+        if args.command == "pretrain":
+            return _cmd_pretrain(args)
         if args.command == "config":
             from .config import ExperimentConfig, apply_overrides
 

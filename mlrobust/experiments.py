@@ -27,17 +27,17 @@ import torch
 from torch import Tensor, nn
 
 from . import labels as label_protocols
-from . import losses
 from .config import ConfigError, DataConfig, ExperimentConfig, resume_conflicts
-from .data import DATASETS, DataSplits, LabelledDataset, ShapeScenes, create_dataset
-from .engine import Hook, Method, TrainConfig, Trainer, environment_report
-from .engine.checkpoint import atomic_save, atomic_write_text, load_checkpoint
-from .methods import MethodContext, SupervisedMethod, build_method
+from .data import DATASETS, DataSplits, LabelledDataset, create_dataset
+from .engine import Hook, Method, Trainer, environment_report
+from .engine.checkpoint import atomic_write_text, load_checkpoint
+from .methods import MethodContext, build_method
 from .models import MultiLabelNet, create_backbone, create_head, create_model, create_refine
+from .pretrained import resolve_weights
 from .seeding import derive_seed
 
-__all__ = ["build_data", "observed_labels", "build_model", "build_trainer", "pretrain_backbone", "pretrained_path",
-           "frozen_backbone", "run_experiment", "RunResult"]
+__all__ = ["build_data", "observed_labels", "build_model", "build_trainer", "frozen_backbone", "run_experiment",
+           "RunResult"]
 
 log = logging.getLogger("mlrobust")
 
@@ -86,7 +86,7 @@ def build_model(cfg: ExperimentConfig, splits: DataSplits) -> MultiLabelNet:
                           f"got backbone {cfg.model.backbone!r} with {'feature maps' if on_features else 'images'}")
     if not on_features:
         return create_model(cfg.model.backbone, len(splits.classes), head=cfg.model.head,
-                            weights=cfg.model.weights, gnn_steps=cfg.model.gnn_steps, **cfg.model.head_args)
+                            weights=resolve_weights(cfg.model.weights), gnn_steps=cfg.model.gnn_steps, **cfg.model.head_args)
     head = create_head(cfg.model.head, splits.train.num_features, len(splits.classes), **cfg.model.head_args)
     return MultiLabelNet(nn.Identity(), head, create_refine(len(splits.classes), cfg.model.gnn_steps))
 
@@ -120,56 +120,15 @@ def _fit_helper(cfg: ExperimentConfig, splits: DataSplits):
     return fit
 
 
-# --------------------------------------------------------------------------- pretraining
+# --------------------------------------------------------------------------- pretrained weights
 
 
-def pretrain_backbone(backbone: str = "cnn_s", *, image_size: int = 32, n: int = 6000, epochs: int = 6,
-                      seed: int = 0, device: str = "auto", cache_dir: str | Path | None = None) -> nn.Module:
-    """A backbone pretrained on the embedded benchmark's attribute task (colour, pattern
-    tone, size, texture of the main object) on the disjoint "pretrain" split: the
-    benchmark's stand-in for ImageNet pretraining, a different label set than the classes.
-
-    With ``cache_dir`` the weights are saved there and reused (training is deterministic,
-    so the cache holds exactly what a new run would produce).
-    """
-    path = pretrained_path(cache_dir, backbone, image_size=image_size, n=n, epochs=epochs, seed=seed) \
-        if cache_dir is not None else None
-    if path is not None and path.is_file():
-        net = create_backbone(backbone)
-        net.load_state_dict(load_checkpoint(path))
-        return net
-    data = ShapeScenes(n, image_size=image_size, seed=seed, split="pretrain")
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        model = create_model(backbone, data.attributes.shape[1])
-    cfg = TrainConfig(epochs=epochs, seed=seed, device=device, progress=False, checkpoint=False)
-    Trainer(model, SupervisedMethod(losses.bce), data, data.attributes, cfg).fit()
-    net = model.backbone.cpu()
-    if path is not None:
-        atomic_save(net.state_dict(), path)
-    return net
-
-
-def frozen_backbone(backbone: str, weights: str | Path | None = None, *, image_size: int = 32, pretrain_n: int = 6000,
-                    pretrain_epochs: int = 6, device: str = "auto",
-                    cache_dir: str | Path | None = None) -> tuple[nn.Module, str | None]:
-    """The backbone of the frozen-feature experiments and the weights file it came from:
-    ``weights`` (a local file) when given, else :func:`pretrain_backbone` on the benchmark's
-    attribute task (cached in ``cache_dir``; the file is None without a cache)."""
-    if weights is not None:
-        return create_backbone(backbone, weights=str(weights)), str(weights)
-    net = pretrain_backbone(backbone, image_size=image_size, n=pretrain_n, epochs=pretrain_epochs, device=device,
-                            cache_dir=cache_dir)
-    path = pretrained_path(cache_dir, backbone, image_size=image_size, n=pretrain_n, epochs=pretrain_epochs) \
-        if cache_dir is not None else None
-    return net, None if path is None else str(path)
-
-
-def pretrained_path(cache_dir: str | Path, backbone: str = "cnn_s", *, image_size: int = 32, n: int = 6000,
-                    epochs: int = 6, seed: int = 0) -> Path:
-    """Where :func:`pretrain_backbone` keeps the weights of these settings (usable as
-    ``model.weights`` to fine-tune from them)."""
-    return Path(cache_dir) / f"pretrained-{backbone}-attributes-{image_size}px-{n}-{epochs}ep-seed{seed}.pt"
+def frozen_backbone(backbone: str, weights: str | Path | None) -> tuple[nn.Module, str | None]:
+    """The backbone of the frozen-feature experiments (eval mode) and the file its weights came
+    from: ``weights`` is a shipped backbone's name (``"cnn_s-objects32"``, the quick scale's
+    stand-in for ImageNet weights, hash-checked), a local file, or None (random weights)."""
+    path = resolve_weights(weights)
+    return create_backbone(backbone, weights=path).eval(), None if path is None else str(path)
 
 
 # --------------------------------------------------------------------------- a run

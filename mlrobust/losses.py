@@ -38,6 +38,7 @@ __all__ = [
     "partial_bce_coefficients",
     "bn_bce",
     "asl",
+    "softmax_ce",
     "LOSSES",
     "register_loss",
     "create_loss",
@@ -226,6 +227,31 @@ def partial_bce(logits: Tensor, y: Tensor, alpha: float = -4.45, beta: float = 5
     g = torch.where(has_known, alpha * p_y.pow(gamma) + beta, torch.zeros_like(p_y))
     per_image = g * terms.sum(dim=1) / max(num_classes, 1)
     return _reduce(per_image, per_image.sum() / max(num_images, 1), reduction)
+
+
+# --------------------------------------------------------------------------- softmax CE
+
+
+@register_loss("softmax_ce")
+def softmax_ce(logits: Tensor, y: Tensor, *, reduction: str = "mean") -> Tensor:
+    """Softmax cross-entropy of a single-label task written as labels in {-1, 1}: each row
+    of ``y`` holds exactly one 1 (the class) and -1 elsewhere.
+
+    The loss of single-label pretraining (ImageNet, and its stand-in
+    :class:`mlrobust.data.objectscenes.ObjectScenes`) and the "softmax" baseline of
+    Cevikalp et al. 2019's semi-supervised tables. ``reduction`` "mean" (over images),
+    "sum" or "none" (N,). A row without exactly one 1, or with an unknown (0), is an error:
+    a multi-label row has no softmax target.
+    """
+    _check_inputs(logits, y, "logits")
+    _check_reduction(reduction)
+    positives = (y == 1).sum(dim=1)
+    if y.device.type == "cpu" and (bool((positives != 1).any()) or bool((y == 0).any())):
+        bad = int(((positives != 1) | (y == 0).any(dim=1)).nonzero()[0, 0])
+        raise ValueError(f"softmax_ce needs exactly one 1 and no 0 in every row of y; row {bad} has "
+                         f"{int(positives[bad])} ones and {int((y[bad] == 0).sum())} unknowns")
+    per_image = F.cross_entropy(_at_least_float32(logits), (y == 1).to(torch.int64).argmax(dim=1), reduction="none")
+    return _reduce(per_image, per_image.mean(), reduction)
 
 
 # --------------------------------------------------------------------------- BN-BCE

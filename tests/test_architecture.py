@@ -27,7 +27,7 @@ LAYERS = {
     "engine": 3,
     "config": 4,
     "methods": 5,
-    "experiments": 6,
+    "experiments": 6, "pretrained": 6,
     "bench": 7, "cli": 7, "claims": 7, "notebook": 7, "viz": 7, "__main__": 7, "__init__": 7,
 }
 

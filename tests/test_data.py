@@ -568,3 +568,18 @@ def test_tensor_images_validates_labels(case: str) -> None:
               "1-D": torch.ones(4), "classes": torch.ones(4, 5)}[case]
     with pytest.raises(ValueError, match="label|class"):
         TensorImages(imgs, labels, ["a", "b"])
+
+
+def test_hold_out_is_a_seeded_disjoint_cover() -> None:
+    from mlrobust.data import ShapeScenes, hold_out
+
+    base = ShapeScenes(50, image_size=32, seed=1)
+    rest, val = hold_out(base, 10, seed=3)
+    assert len(rest) == 40 and len(val) == 10
+    assert sorted(rest.index.tolist() + val.index.tolist()) == list(range(50))
+    assert torch.equal(val.labels, base.labels[val.index])
+    assert torch.equal(hold_out(base, 10, seed=3)[1].index, val.index)
+    assert not torch.equal(hold_out(base, 10, seed=4)[1].index, val.index)
+    for bad in (0, 50, 2.5):
+        with pytest.raises(ValueError, match=r"hold_out: n must be an int in \[1, 49\]"):
+            hold_out(base, bad, seed=0)

@@ -9,14 +9,14 @@ import pytest
 import torch
 from torch import nn
 
-from mlrobust import losses
+from mlrobust import losses, pretrained
 from mlrobust.config import DataConfig, ExperimentConfig, LossConfig, ModelConfig, TrainConfig
 from mlrobust.data import DataSplits, FeatureMaps, ShapeScenes, extract_features
 from mlrobust.engine import Hook
-from mlrobust.experiments import frozen_backbone, pretrain_backbone, pretrained_path, run_experiment
+from mlrobust.experiments import frozen_backbone, run_experiment
 from mlrobust.methods.durand import (CurriculumRelabeling, mc_dropout_logits, relabel_epochs,
                                      select_labels)
-from mlrobust.models import ClassMapHead, LabelGNN, MultiLabelNet, WeldonPooling, create_model
+from mlrobust.models import ClassMapHead, LabelGNN, MultiLabelNet, WeldonPooling, create_backbone, create_model
 
 
 # --------------------------------------------------------------------------- WELDON
@@ -295,23 +295,35 @@ def test_feature_runs_need_the_features_backbone(feature_splits) -> None:
         run_experiment(cfg, data=feature_splits, write=False)
 
 
-def test_pretrained_backbone_is_cached_and_features_match(tmp_path) -> None:
-    a = pretrain_backbone(n=64, epochs=1, cache_dir=tmp_path)
-    assert len(list(tmp_path.iterdir())) == 1
-    b = pretrain_backbone(n=64, epochs=1, cache_dir=tmp_path)  # loaded, not trained
-    for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
-        assert ka == kb and torch.equal(va, vb)
+def test_frozen_backbone_from_a_file_a_shipped_name_or_random(tmp_path, monkeypatch) -> None:
+    net = create_backbone("cnn_s")
+    torch.nn.init.normal_(net.body[0][0].weight)
+    sha = pretrained.save_weights(net, tmp_path / "w.safetensors")
+    from_file, path = frozen_backbone("cnn_s", tmp_path / "w.safetensors")
+    assert path == str(tmp_path / "w.safetensors") and not from_file.training
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), from_file.state_dict().values()))
+    monkeypatch.setattr(pretrained, "WEIGHTS_DIR", tmp_path)
+    monkeypatch.setitem(pretrained.SHIPPED, "tiny", pretrained.ShippedWeights(
+        "w.safetensors", sha, pretrained.PretrainConfig(), 0.0, 0.0))
+    by_name, same = frozen_backbone("cnn_s", "tiny")
+    assert same == path and torch.equal(by_name.body[0][0].weight, net.body[0][0].weight)
+    assert frozen_backbone("cnn_s", None)[1] is None  # random weights, no file
     images = ShapeScenes(10, image_size=32)
-    fa, fb = extract_features(a, images), extract_features(b, images)
+    fa, fb = extract_features(from_file, images), extract_features(by_name, images)
     assert fa.features.shape == (10, 192, 4, 4) and torch.equal(fa.features, fb.features)
     assert torch.equal(fa.labels, images.labels) and fa.source is images
     assert not math.isnan(fa.features.sum().item())
 
 
-def test_frozen_backbone_from_a_weights_file_or_the_pretraining_cache(tmp_path) -> None:
-    net, path = frozen_backbone("cnn_s", pretrain_n=64, pretrain_epochs=1, cache_dir=tmp_path)
-    assert path == str(pretrained_path(tmp_path, "cnn_s", n=64, epochs=1)) and Path(path).is_file()
-    again, same = frozen_backbone("cnn_s", path)  # the file as local weights
-    assert same == path
-    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), again.state_dict().values()))
-    assert frozen_backbone("cnn_s", pretrain_n=64, pretrain_epochs=1)[1] is None  # no cache, no file
+def test_dense_labels_on_the_labelled_subset(feature_splits) -> None:
+    """Durand et al.'s dense setting read as training on the labelled images only."""
+    cfg = ExperimentConfig(name="dense-subset", method="labelled_only")
+    cfg.data = DataConfig(protocol="dense", protocol_args={"known": 0.25}, augment="none")
+    cfg.model = ModelConfig(backbone="features", head="classmap", head_args={"pooling": "weldon"})
+    cfg.train = TrainConfig(epochs=1, batch_size=8, progress=False, device="cpu")
+    result = run_experiment(cfg, data=feature_splits, write=False)
+    trainer = result.trainer
+    assert len(trainer.train_set) == 24 and (trainer.train_labels != 0).all()
+    cfg.data.protocol_args = {"known": 0.0}
+    with pytest.raises(ValueError, match="labelled_only: no training image has a known label"):
+        run_experiment(cfg, data=feature_splits, write=False)

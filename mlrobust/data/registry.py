@@ -21,7 +21,7 @@ from ..registry import Registry
 from .dataset import DatasetBase, LabelledDataset
 from .shapescenes import ShapeScenes
 
-__all__ = ["DATASETS", "register_dataset", "create_dataset", "DataSplits", "TensorImages", "Subset"]
+__all__ = ["DATASETS", "register_dataset", "create_dataset", "DataSplits", "TensorImages", "Subset", "hold_out"]
 
 
 DatasetFactory = Callable[..., LabelledDataset]
@@ -95,6 +95,17 @@ class Subset(DatasetBase):
 
     def load_batch(self, index: Tensor, device: torch.device | str = "cpu") -> Tensor:
         return self.base.load_batch(self.index[index.cpu()], device)
+
+
+def hold_out(dataset: LabelledDataset, n: int, seed: int) -> tuple[Subset, Subset]:
+    """Split ``dataset`` at random into (the other images, ``n`` held-out images): a validation
+    split carved from the training images, to tune settings without looking at the test set.
+    The draw depends only on ``seed`` and the dataset's size."""
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n < len(dataset):
+        raise ValueError(f"hold_out: n must be an int in [1, {len(dataset) - 1}] (the dataset has {len(dataset)} "
+                         f"images), got {n!r}")
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))
+    return Subset(dataset, order[n:].sort().values), Subset(dataset, order[:n].sort().values)
 
 
 @dataclass
