@@ -110,18 +110,48 @@ class ExperimentConfig(Options):
         return Path(self.output_dir) / self.name
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (plain YAML keeps the
+    last one, so a repeated ``train:`` section would silently drop the first)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise ConfigError(f"line {key_node.start_mark.line + 1}: key {key!r} appears twice "
+                                  f"(first on line {seen[key] + 1})")
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
+def _json_unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [k for k, _ in pairs]
+    repeated = sorted({k for k in keys if keys.count(k) > 1})
+    if repeated:
+        raise ConfigError(f"key(s) {repeated} appear twice")
+    return dict(pairs)
+
+
 def load_config(path: str | Path) -> ExperimentConfig:
-    """Read an :class:`ExperimentConfig` from a ``.yaml``/``.yml`` or ``.json`` file."""
+    """Read an :class:`ExperimentConfig` from a ``.yaml``/``.yml`` or ``.json`` file. A key
+    given twice, an empty file or a file that is not a mapping is an error."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file not found: {path}")
     text = path.read_text()
     try:
-        d = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        d = (json.loads(text, object_pairs_hook=_json_unique) if path.suffix == ".json"
+             else yaml.load(text, Loader=_UniqueKeyLoader))  # noqa: S506 - a SafeLoader subclass
     except (json.JSONDecodeError, yaml.YAMLError) as err:
         raise ConfigError(f"{path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {err}") from err
+    except ConfigError as err:
+        raise ConfigError(f"{path}, {err}") from err
+    if d is None:
+        raise ConfigError(f"{path} is empty: write the settings that differ from the defaults "
+                          "(`python -m mlrobust config` prints them all)")
     try:
-        return ExperimentConfig.from_dict(d or {})
+        return ExperimentConfig.from_dict(d)
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from err
 
@@ -139,12 +169,18 @@ def apply_overrides(cfg: ExperimentConfig, overrides: list[str]) -> ExperimentCo
             if not isinstance(node.get(part), dict):
                 raise ConfigError(f"override {key!r}: {'.'.join(parts[: i + 1])} is not a config section")
             node = node[part]
-        node[parts[-1]] = yaml.safe_load(raw)
+        try:
+            node[parts[-1]] = yaml.safe_load(raw)
+        except yaml.YAMLError as err:
+            problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+            raise ConfigError(f"override {item!r}: the value {raw!r} is not valid YAML ({problem}); quote "
+                              "strings and write lists as [1, 2]") from None
     return ExperimentConfig.from_dict(d)
 
 
-# settings that may differ between a run and its resumption: where and how fast it runs
-RESUME_FREE = {("train", "epochs"), ("train", "device"), ("train", "progress"), ("train", "checkpoint"),
+# settings that may differ between a run and its resumption: where and how fast it runs (not
+# train.epochs: the one-cycle schedule is laid out over all epochs, so more epochs is another run)
+RESUME_FREE = {("train", "device"), ("train", "progress"), ("train", "checkpoint"),
                ("train", "eval_batch_size"), ("data", "num_workers")}
 
 

@@ -166,6 +166,9 @@ def run_experiment(cfg: ExperimentConfig, *, data: DataSplits | None = None, res
     run_dir = cfg.run_dir if write else None
     # build and check everything before the run folder is touched: a bad config leaves nothing
     y_obs = observed_labels(splits.train.labels, cfg.data) if train_labels is None else train_labels
+    if not bool((y_obs != 0).any()):  # every loss would be 0 at every step: an empty run, not a result
+        raise ConfigError(f"no training label is known after the protocol {cfg.data.protocol!r} "
+                          f"{cfg.data.protocol_args}: nothing to learn from")
     model = _initial_model(cfg, splits)
     if method is None:
         with torch.random.fork_rng():  # a factory that draws random numbers draws its own stream

@@ -164,3 +164,43 @@ def test_resume_conflicts_ignore_where_and_how_fast_a_run_runs() -> None:
     changed = ExperimentConfig(train=TrainConfig(lr=0.5))
     assert resume_conflicts(saved, changed) == ["train.lr: 0.1 -> 0.5"]
     assert resume_conflicts(None, changed) == []
+
+
+@pytest.mark.parametrize("name, text, message", [
+    ("dup.yaml", "train:\n  lr: 0.1\ntrain:\n  epochs: 2\n", r"dup.yaml, line 3: key 'train' appears twice \(first on line 1\)"),
+    ("dup_inner.yaml", "train:\n  lr: 0.1\n  lr: 0.2\n", r"dup_inner.yaml, line 3: key 'lr' appears twice"),
+    ("dup.json", '{"train": {"lr": 0.1}, "train": {"epochs": 2}}', r"dup.json, key\(s\) \['train'\] appear twice"),
+    ("empty.yaml", "", r"empty.yaml is empty"),
+    ("comments.yaml", "# nothing\n", r"comments.yaml is empty"),
+    ("list.yaml", "- a\n- b\n", r"list.yaml: config must be a mapping"),
+])
+def test_bad_config_files_name_the_file_and_the_problem(tmp_path, name, text, message) -> None:
+    from mlrobust.config import load_config
+
+    (tmp_path / name).write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_config(tmp_path / name)
+
+
+def test_unparsable_override_is_a_config_error() -> None:
+    from mlrobust.config import apply_overrides
+
+    with pytest.raises(ConfigError, match=r"override 'train.lr=\[1,2': the value '\[1,2' is not valid YAML"):
+        apply_overrides(ExperimentConfig(), ["train.lr=[1,2"])
+
+
+def test_resuming_with_other_epochs_is_a_conflict() -> None:
+    from mlrobust.config import resume_conflicts
+
+    longer = ExperimentConfig(train=TrainConfig(epochs=12))
+    assert resume_conflicts(ExperimentConfig().to_dict(), longer) == ["train.epochs: 8 -> 12"]
+
+
+def test_a_protocol_that_hides_every_label_is_refused_before_training(tmp_path) -> None:
+    from mlrobust.experiments import run_experiment
+
+    cfg = ExperimentConfig(output_dir=str(tmp_path))
+    cfg.data = DataConfig(n_train=16, n_test=8, protocol="partial", protocol_args={"known": 0.0})
+    with pytest.raises(ConfigError, match=r"no training label is known after the protocol 'partial' \{'known': 0.0\}"):
+        run_experiment(cfg)
+    assert not any(tmp_path.iterdir()), "a refused run left files behind"

@@ -150,7 +150,7 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_checkpoint(tmp_path, ti
         return loss * float("nan") if calls["n"] == 6 else loss  # step 2 of epoch 2 (4 steps per epoch)
 
     trainer = make_trainer(tiny_data, tmp_path, cfg, criterion=poisoned)
-    with pytest.raises(NonFiniteLossError, match=r"nan at epoch 2, step 2 of the epoch \(global step 6\)"):
+    with pytest.raises(NonFiniteLossError, match=r"diverged at epoch 2, step 2 of the epoch \(global step 6\): loss nan"):
         trainer.fit()
     saved = load_checkpoint(tmp_path / "checkpoint.pt")
     assert saved["epoch"] == 1
@@ -162,9 +162,26 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_checkpoint(tmp_path, ti
 def test_inf_loss_is_caught_too(tmp_path, tiny_data) -> None:
     cfg = TrainConfig(epochs=1, batch_size=32, lr=0.05, progress=False)
     trainer = make_trainer(tiny_data, tmp_path, cfg, criterion=lambda x, y: losses.bce(x, y) + float("inf"))
-    with pytest.raises(NonFiniteLossError, match="inf at epoch 1, step 1"):
+    with pytest.raises(NonFiniteLossError, match="diverged at epoch 1, step 1 of the epoch .*loss inf"):
         trainer.fit()
     assert not (tmp_path / "checkpoint.pt").exists()
+
+
+def test_exploding_logits_stop_training_while_the_loss_is_still_finite(tmp_path, tiny_data) -> None:
+    """A loss of 1e16 is finite; logits of 1e8 mean the model has diverged all the same."""
+    cfg = TrainConfig(epochs=1, batch_size=32, lr=0.05, progress=False)
+    calls = {"n": 0}
+
+    class Exploding(Method):
+        def training_loss(self, trainer, batch):
+            calls["n"] += 1
+            logits = trainer.model(batch.images) * (1e8 if calls["n"] == 3 else 1.0)
+            return losses.bce(logits, batch.targets), logits
+
+    trainer = make_trainer(tiny_data, tmp_path, cfg)
+    trainer.method = Exploding()
+    with pytest.raises(NonFiniteLossError, match=r"step 3 of the epoch .*largest \|logit\| [0-9.e+]+, gradient norm"):
+        trainer.fit()
 
 
 def test_atomic_save_keeps_the_old_file_when_writing_fails(tmp_path, monkeypatch) -> None:
@@ -308,11 +325,13 @@ def test_resume_refuses_a_different_config(tmp_path) -> None:
     run_experiment(cfg)
     before = (tmp_path / "tiny" / "config.json").read_text()
     changed = tiny_config(tmp_path, epochs=2, lr=0.5)
-    with pytest.raises(ValueError, match=r"written with a different config \(train.lr: 0.05 -> 0.5\)"):
+    with pytest.raises(ValueError, match=r"written with a different config \(train.epochs: 1 -> 2; train.lr: 0.05 -> 0.5\)"):
         run_experiment(changed, resume=True)
     assert (tmp_path / "tiny" / "config.json").read_text() == before
-    more_epochs = tiny_config(tmp_path, epochs=2)  # only the epoch count differs: allowed
-    assert run_experiment(more_epochs, resume=True).trainer.epoch == 2
+    more_epochs = tiny_config(tmp_path, epochs=2)  # the schedule spans all epochs: more epochs is another run
+    with pytest.raises(ValueError, match=r"\(train.epochs: 1 -> 2\)\. Start a new run"):
+        run_experiment(more_epochs, resume=True)
+    assert (tmp_path / "tiny" / "config.json").read_text() == before
 
 
 def test_a_bad_config_leaves_no_run_folder(tmp_path) -> None:

@@ -51,6 +51,11 @@ log = logging.getLogger("mlrobust")
 CHECKPOINT = "checkpoint.pt"
 
 
+#: The largest |logit| the loop accepts: beyond it a model has diverged even if its loss is
+#: still finite (a sigmoid is 1 - 1e-17 at 40).
+LOGIT_LIMIT = 1e6
+
+
 class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or infinite."""
 
@@ -124,6 +129,7 @@ class Trainer:
         self.method = method
         self.hooks = [*method.hooks(), *hooks]
         self.train_set, self.val_set = train_set, val_set
+        self._watch: list[Tensor] = []  # per step of the current epoch: loss, largest |logit|, gradient norm
         self._train_labels = self._checked_labels(train_labels)
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.loader = BatchLoader(train_set, self.device, num_workers)
@@ -269,6 +275,7 @@ class Trainer:
         device_index = torch.cat(batches).to(self.device, non_blocking=True).split(sizes) if batches else []
         augmentations = epoch_augmentation(sizes, self.augment, cfg.seed, epoch, self.device, self.dist.rank)
         losses: list[Tensor] = []
+        self._watch = []
         checked = 0  # losses[:checked] are known to be finite
         check_every = 1 if self.device.type == "cpu" else 50  # a sync per step is free on the CPU only
         for step, (images, index) in enumerate(self.loader(batches)):
@@ -299,6 +306,11 @@ class Trainer:
             loss, logits = self.method.training_loss(self, batch)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        grads = [p.grad for p in self.module.parameters() if p.grad is not None]
+        grad_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))) if grads else loss.new_zeros(())
+        # watched with the loss: a diverging model can keep a finite loss for a while
+        self._watch.append(torch.stack([loss.detach().float(), logits.detach().abs().amax().float(),
+                                        grad_norm.detach().float()]))
         if self.config.grad_clip is not None:
             nn.utils.clip_grad_norm_(self.module.parameters(), self.config.grad_clip)
         self.optimizer.step()
@@ -309,15 +321,21 @@ class Trainer:
         return loss.detach().float()
 
     def _check_finite(self, losses: list[Tensor], start: int, epoch: int) -> None:
-        """Raise at the first non-finite loss in ``losses[start:]`` (one device sync)."""
-        recent = torch.stack(losses[start:])
-        bad = (~torch.isfinite(recent)).nonzero()
-        if len(bad):
-            i = start + int(bad[0, 0])
+        """Raise at the first step in ``losses[start:]`` whose loss, largest |logit| or gradient
+        norm is NaN or infinite, or whose largest |logit| exceeds :data:`LOGIT_LIMIT` (a
+        diverged model; sigmoids saturate long before). One device sync."""
+        watch = torch.stack(self._watch[start:len(losses)])
+        bad = ~torch.isfinite(watch)
+        bad[:, 1] |= watch[:, 1] > LOGIT_LIMIT
+        rows = bad.any(dim=1).nonzero()
+        if len(rows):
+            i = start + int(rows[0, 0])
             global_step = self.global_step - len(losses) + i + 1
+            loss, logit, grad = (float(v) for v in self._watch[i])
             raise NonFiniteLossError(
-                f"training loss is {losses[i].item()} at epoch {epoch + 1}, step {i + 1} of the epoch "
-                f"(global step {global_step}); stopped before writing a checkpoint for this epoch")
+                f"training diverged at epoch {epoch + 1}, step {i + 1} of the epoch (global step {global_step}): "
+                f"loss {loss}, largest |logit| {logit}, gradient norm {grad}; stopped before writing a checkpoint "
+                "for this epoch (lower train.lr, or set train.grad_clip)")
 
     def _write_history(self) -> None:
         keys = list(dict.fromkeys(k for rec in self.history for k in rec))
