@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-__all__ = ["resolve_parameters", "check_parameters", "find_params_dir", "Claims", "show_source", "markdown_table",
+__all__ = ["resolve_parameters", "check_parameters", "find_params_dir", "show_source", "markdown_table",
            "mean_std", "fmt_mean_std"]
 
 
@@ -157,32 +157,6 @@ def resolve_parameters(chapter: str, scale: str, given: dict[str, Any],
         raise ValueError(f"unknown parameter(s) {unknown} passed to {chapter} (papermill -p); its parameters are "
                          f"{['scale', *sorted(given)]}")
     return {k: preset[k] if v is None else v for k, v in given.items()}
-
-
-class Claims:
-    """The claims a chapter makes, each checked on its own measurements.
-
-    With ``strict`` (the quick scale, which CI runs) a claim that does not hold raises
-    ``AssertionError``, so a broken method fails the build. Otherwise (the full scale on a
-    real dataset, a smoke run) it is recorded, and :meth:`table` reports which claims held:
-    a long run should end with its evidence, not with a traceback.
-    """
-
-    def __init__(self, strict: bool) -> None:
-        self.strict = bool(strict)
-        self.results: list[tuple[str, bool, str]] = []
-
-    def check(self, holds: Any, claim: str, evidence: Any = None) -> bool:
-        holds = bool(holds)
-        self.results.append((claim, holds, "" if evidence is None else str(evidence)))
-        if not holds and self.strict:
-            raise AssertionError(f"claim does not hold: {claim}" + (f" ({evidence})" if evidence is not None else ""))
-        return holds
-
-    def table(self) -> Any:
-        """A Markdown table of every claim checked so far and whether it held."""
-        rows = [[claim, "yes" if ok else "**no**", evidence] for claim, ok, evidence in self.results]
-        return markdown_table(["claim", "holds", "evidence"], rows)
 
 
 def show_source(*objects: Any) -> Any:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mlrobust.notebook import Claims, resolve_parameters
+from mlrobust.notebook import resolve_parameters
 
 PARAMS = """
 quick: {dataset: shapescenes, n_train: 100, lr: 0.1}
@@ -32,18 +32,6 @@ def test_resolve_parameters_scale_dataset_and_explicit(tmp_path: Path) -> None:
     (tmp_path / "ch.yaml").write_text(PARAMS + "  voc2007: {epochs: 3}\n")
     with pytest.raises(ValueError, match=r"\[datasets\]\[voc2007\] sets unknown parameters \['epochs'\]"):
         resolve_parameters("ch", "full", {**given, "dataset": "voc2007"}, tmp_path)
-
-
-def test_claims_strict_raises_lenient_reports() -> None:
-    strict = Claims(strict=True)
-    assert strict.check(2 > 1, "two beats one")
-    with pytest.raises(AssertionError, match=r"claim does not hold: one beats two \(1 vs 2\)"):
-        strict.check(1 > 2, "one beats two", "1 vs 2")
-    lenient = Claims(strict=False)
-    assert not lenient.check(False, "does not hold", 0.5)
-    assert lenient.check(True, "holds")
-    table = lenient.table().data
-    assert "| does not hold | **no** | 0.5 |" in table and "| holds | yes |  |" in table
 
 
 @pytest.mark.parametrize("given, message", [

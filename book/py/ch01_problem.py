@@ -53,7 +53,10 @@
 # 4. the **metrics**, with worked examples, because papers report numbers under the same names
 #    that are computed differently;
 # 5. **the problem in numbers**: the same network trained with all labels, with a small share
-#    of them (the unknown ones ignored, or taken as negatives), and with wrong labels.
+#    of them (the unknown ones ignored, or taken as negatives), and with wrong labels;
+# 6. **the regime** of the quick scale: a backbone pretrained on single objects and shipped with
+#    the package stands in for ImageNet weights, and a calibration table says how close the
+#    benchmark then comes to the papers' setting, and where it falls short.
 #
 # Run it in JupyterLab (`make lab`) or read it here; every number on this page was computed
 # when the page was built.
@@ -95,8 +98,9 @@ from mlrobust.config import DataConfig, ExperimentConfig, ModelConfig, TrainConf
 from mlrobust.data import (CLASSES, COMPANIONS, CONTEXTS, DISTRACTOR_CLASSES, ShapeScenes,
                            context_only_logits, scene_class_radius)
 from mlrobust.experiments import build_data, run_experiment
-from mlrobust.notebook import (Claims, fmt_mean_std, markdown_table, mean_std, resolve_parameters,
-                               show_source)
+from mlrobust.seeding import derive_seed
+from mlrobust.claims import Claims, paired
+from mlrobust.notebook import fmt_mean_std, markdown_table, mean_std, resolve_parameters, show_source
 from mlrobust.viz import (as_jpeg, errorbar_by_setting, protocol_explorer, protocol_grid,
                           show_images)
 
@@ -457,12 +461,12 @@ show_source(metrics.evaluate)
 # chapter's training labels:
 
 # %% tags=["nbval-check-output"]
-with torch.random.fork_rng():
-    torch.manual_seed(0)
-    logits0 = torch.randn(min(512, len(train_truth)), train_truth.shape[1], requires_grad=True)
+# two independent streams: a mask drawn from the logits' own stream would correlate with them
+logits0 = torch.randn(min(512, len(train_truth)), train_truth.shape[1],
+                      generator=torch.Generator().manual_seed(derive_seed(0, 1)), requires_grad=True)
 y_batch = train_truth[:512]
 grad_norms = {}
-for name, y_b in (("all labels", y_batch), ("partial", labels.partial(y_batch, P["known"], seed=0))):
+for name, y_b in (("all labels", y_batch), ("partial", labels.partial(y_batch, P["known"], seed=derive_seed(0, 2)))):
     logits0.grad = None
     losses.bce(logits0, y_b).backward()
     grad_norms[name] = logits0.grad.abs().sum().item()
@@ -499,14 +503,15 @@ def experiment(setting: str, seed: int) -> ExperimentConfig:
 
 
 results: dict[str, list[float]] = {s: [] for s in settings}
+kept = {}
 train_seconds = 0.0
 for seed in range(P["n_seeds"]):
     for setting in settings:
         run = run_experiment(experiment(setting, seed), data=splits)
         results[setting].append(run.metrics["mAP"])
         train_seconds += run.train_seconds
-        if (setting, seed) == ("all labels", 0):
-            baseline = run.trainer  # analysed below; other models are not kept (memory at full scale)
+        if seed == 0 and setting in ("all labels", "partial, ignored"):
+            kept[setting] = run.trainer  # analysed below; other models are not kept (memory at full scale)
 print(f"{sum(map(len, results.values()))} runs, {train_seconds:.0f} s of training")
 
 # %% [markdown]
@@ -531,8 +536,9 @@ ax.set_xlabel(f"training labels (known share {P['known']}, clean share {P['clean
 fig.tight_layout()
 
 # %% [markdown]
-# What the numbers say, checked on the measurements (the assertions below fail the build if a
-# claim stops holding):
+# What the numbers say, checked on the measurements (each difference is paired by seed — same
+# initialisation, data order and protocol draw — and a claim fails the build if it stops
+# holding):
 #
 # * Hiding most of the labels costs a large share of the mAP (more than 5 points), whether the
 #   unknown labels are ignored or taken as negative, and in every seed. Part of the loss when
@@ -545,49 +551,78 @@ fig.tight_layout()
 # them at a fixed labelling budget is the first experiment of the Durand et al. chapter.
 
 # %%
-full_mean, full_std = mean_std(results["all labels"])
-drop = {s: full_mean - mean_std(v)[0] for s, v in results.items()}
+full_mean = mean_std(results["all labels"])[0]
+effects = {s: paired(results["all labels"], v) for s, v in results.items() if s != "all labels"}
 for s in ("partial, ignored", "partial, negative"):
-    claims.check(drop[s] > 5, f"{s}: mAP drops by more than 5 points", round(drop[s], 1))
-    claims.check(all(f > p for f, p in zip(results["all labels"], results[s])),
-                 f"{s}: below all labels in every seed")
-claims.check(drop["noisy"] > 2 * max(full_std, mean_std(results["noisy"])[1]) and drop["noisy"] > 1,
-             "noisy: mAP drops by more than twice the seed spread", round(drop["noisy"], 1))
-{s: round(d, 1) for s, d in drop.items()}
+    claims.ours(f"{s}: the mAP drops by more than 5 points, beyond the seed spread",
+                effects[s].detected(-1) and effects[s].mean < -5, measured=effects[s])
+claims.ours("noisy: the mAP drops by more than the seed spread", effects["noisy"].detected(-1),
+            measured=effects["noisy"])
+markdown_table(["setting", "Δ test mAP vs all labels, paired by seed (mean ± sd)"],
+               [[s, str(e)] for s, e in effects.items()])
 
 # %% [markdown]
-# ### Calibration of the benchmark
+# ### The regime: does the benchmark behave like the papers' data?
 #
-# The embedded benchmark should leave room for methods to differ: the all-labels baseline well
-# below 100 mAP, and label loss clearly measurable — both hold above. Two more questions
-# calibrate it. How much is **context** alone worth? A predictor that sees only the scene's
-# context and scores each class by $P(\text{class} \mid \text{context})$, estimated from the
-# training labels, sets the bar a network must clear to show it recognises objects. And how do
-# **small objects** fare? We compute the mAP of each object-size bin by treating the positives
-# outside the bin as unknown (the metric's masking at work).
+# The papers fine-tune a network pretrained on ImageNet. Such a network recognises objects
+# before it sees a single label of the target dataset, so with all labels it is far above what
+# the scene alone predicts, and with a tenth of the labels it keeps most of its mAP. A test bed
+# on which the network learns mostly the scene's *context* would make methods look better or
+# worse for reasons that are not the papers'. That is why the quick scale starts from the
+# backbone the package ships pretrained on ObjectScenes — one large object per image, 30
+# classes, scenes never used by a chapter (`mlrobust.pretrained`) — and fine-tunes it, as the
+# papers fine-tune ImageNet weights. Five measurements place the quick scale:
+#
+# * the **context-only predictor** scores each class by $P(\text{class} \mid \text{context})$,
+#   estimated from the training labels, without looking at any object: what label correlation
+#   alone is worth, the bar a network must clear to show it recognises objects;
+# * **random scores**, the floor;
+# * **mAP by object size**: the positives outside a size bin are treated as unknown (the
+#   metric's masking at work), negatives are kept;
+# * the **operating point**: the share of test positives called present at logit 0
+#   (overall recall OR at the threshold 0.5);
+# * **half the labels flipped** (`clean = 0.5`, a pure-noise control): the network should
+#   collapse towards random.
 
 # %%
 test = splits.test
-random_scores = torch.randn(test.labels.shape, generator=torch.Generator().manual_seed(0))
+flipped = []
+for seed in range(P["n_seeds"]):
+    cfg = experiment("noisy", seed)
+    cfg.name, cfg.data.protocol_args = f"flipped_half-seed{seed}", {"clean": 0.5}
+    run = run_experiment(cfg, data=splits)
+    flipped.append(run.metrics["mAP"])
+    train_seconds += run.train_seconds
+random_map = metrics.mean_average_precision(
+    torch.randn(test.labels.shape, generator=torch.Generator().manual_seed(derive_seed(0, 3))), test.labels)[0]
+operating = {s: metrics.evaluate(t.predict(test), test.labels)["OR"] for s, t in kept.items()}
+partial_mean = mean_std(results["partial, ignored"])[0]
 calibration = [["all-labels model, mAP (%)", fmt_mean_std(results["all labels"])],
-               ["random scores, mAP (%)",
-                f"{metrics.mean_average_precision(random_scores, test.labels)[0]:.1f}"],
-               [f"mAP lost with {P['known']:.0%} of the labels (ignored)",
-                f"{drop['partial, ignored']:.1f}"],
-               [f"mAP lost with {1 - P['clean']:.0%} of the labels flipped", f"{drop['noisy']:.1f}"]]
+               [f"{P['known']:.0%} of the labels (unknown ignored), mAP (%)", fmt_mean_std(results["partial, ignored"])],
+               [f"  as a share of the all-labels mAP", f"{partial_mean / full_mean:.0%}"],
+               ["half the labels flipped, mAP (%)", fmt_mean_std(flipped)],
+               ["random scores, mAP (%)", f"{random_map:.1f}"]]
+calibration += [[f"{s} model (seed 0): test positives recalled at logit 0", f"{r:.0f} %"] for s, r in operating.items()]
 if hasattr(test, "scenes"):
     calibration.insert(1, ["context-only predictor, mAP (%)", f"{context_map:.1f}"])
-    # the summary's "with few labels the network falls to the level of a context lookup table"
-    claims.check(mean_std(results["partial, ignored"])[0] < context_map + 3,
-                 "with 10 % of the labels the network falls to the context prior's level")
-    claims.check(full_mean > context_map + 3, "with all labels the network beats the context prior")
-    claims.check(full_mean < 90, "the baseline stays well below 100 mAP (room for methods)", round(full_mean, 1))
-markdown_table([f"calibration ({P['dataset']}, {P['image_size']} px, {len(test)} test images)",
-                "value"], calibration)
+    margin = min(results["all labels"]) - context_map
+    claims.ours("with all labels the network is more than 20 points above the context-only predictor "
+                "(every seed)", margin > 20, measured=f"{margin:+.1f} (worst seed)")
+    margin10 = min(results["partial, ignored"]) - context_map
+    claims.ours(f"with {P['known']:.0%} of the labels it stays above the context-only predictor (every seed)",
+                margin10 > 0, measured=f"{margin10:+.1f} (worst seed)")
+collapse = max(flipped) - random_map
+claims.ours("with half the labels flipped it collapses to within 5 points of random scores (every seed)",
+            collapse < 5, measured=f"{collapse:+.1f} above random (worst seed)")
+claims.ours("the all-labels model stays well below 100 mAP (room for methods)", full_mean < 90,
+            measured=f"{full_mean:.1f}")
+markdown_table(["quantity", "measured"], calibration,
+               caption=f"Calibration: {P['dataset']}, {P['image_size']} px, {len(splits.train)} training and "
+                       f"{len(test)} test images, {P['n_seeds']} seeds (mean ± sd)")
 
 # %% mystnb={"figure": {"caption": "mAP of the all-labels model (seed 0) on the test positives of each object-size bin (radius of the largest object of the class, as a fraction of the image side); positives outside the bin are treated as unknown, negatives are kept.", "name": "fig-size"}}
 if hasattr(test, "scenes"):
-    test_logits = baseline.predict(test)
+    test_logits = kept["all labels"].predict(test)
     largest = scene_class_radius(test.scenes)  # (N, C) radius of the largest object of each class
     edges = [0.05, 0.08, 0.12, 0.18, 0.30]
     map_by_size = []
@@ -603,19 +638,24 @@ if hasattr(test, "scenes"):
     ax.set_ylabel("mAP of the bin's positives (%)")
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    claims.check(map_by_size[-1] > map_by_size[0] + 5, "large objects are ranked far better than small ones",
-                 [round(m, 1) for m in map_by_size])
+    claims.ours("large objects are ranked far better than small ones (seed 0, by more than 5 points)",
+                map_by_size[-1] > map_by_size[0] + 5, measured=" / ".join(f"{m:.1f}" for m in map_by_size))
 
 # %% [markdown]
-# At the quick scale the network clears the context prior and ranks large objects far better
-# than small ones: the benchmark leaves a wide margin for better models (higher resolution,
-# pretrained backbones, the full scale) and for methods that recover missing or wrong labels.
+# **The regime, plainly.** Starting from the shipped backbone, the quick-scale network
+# recognises objects: it is far above the context prior with all labels and stays above it with
+# a tenth of them, and pure label noise destroys it. It is not yet COCO with ResNet-101: its
+# all-labels mAP is lower (small objects are a few pixels wide at 32 px; the papers report
+# 75-80 on COCO), and at logit 0 it recalls fewer positives than the papers' models, which
+# over-predict with partial labels. Conclusions that depend on the operating point (thresholded
+# metrics, relabeling by score) are flagged as such in the chapters.
 
 # %% [markdown]
-# The claims of this chapter, as measured in this run:
+# Our observations in this chapter, as measured in this run:
 
 # %%
-claims.table()
+claims.table("ours", caption=f"Chapter 1 observations: {P['dataset']}, {P['image_size']} px, "
+                             f"{P['n_seeds']} seeds")
 
 # %% [markdown]
 # ## Summary
@@ -629,9 +669,10 @@ claims.table()
 #   are skipped; CF1 is the F1 of mean precision and recall. Other definitions (VOC-07
 #   interpolation, unknowns as negatives, empty classes as 0) move the numbers by several points.
 # * With the same training recipe, hiding most labels or flipping some costs measurable mAP,
-#   and ignoring unknown labels starves the gradient in proportion to the known share. On the
-#   embedded benchmark, with few labels the network falls to the level of a context lookup
-#   table.
+#   and ignoring unknown labels starves the gradient in proportion to the known share.
+# * The quick scale fine-tunes a backbone pretrained on single objects, the package's stand-in
+#   for ImageNet weights, so the network recognises objects rather than scene context: the
+#   calibration table says how close this comes to the papers' regime, and where it falls short.
 #
 # The next chapters take on each situation with the method of one paper.
 #
@@ -643,8 +684,8 @@ claims.table()
 # 2. The noisy protocol flips negatives as well as positives. With 24 classes and about 2.5
 #    positives per image, how many wrong positives does `clean = 0.8` add per image? Compare with
 #    `symmetric_noise(eta=0.2)`, which only moves positives.
-# 3. Train the all-labels model at 64 px (`image_size = 64`, `backbone = "cnn_m"`). Which object
-#    sizes gain the most recall?
+# 3. Train from random weights (`weights = None`): how far above the context-only predictor
+#    does the all-labels model get now, and what happens with 10 % of the labels?
 # 4. Compute the mAP of the baseline with `voc07=True`. Is the gap to the non-interpolated mAP
 #    the same for every class?
 

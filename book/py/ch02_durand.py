@@ -60,10 +60,10 @@
 # COCO, VOC 2007 and NUS-WIDE; `scale = "full"` runs exactly that setting (dozens of full
 # trainings: reduce `n_seeds` or the grids for a first look). The quick scale needs well over a
 # hundred trainings in three minutes on two CPU cores, so it uses a **frozen-feature variant**:
-# a small CNN is pretrained once on a disjoint split of the embedded benchmark, on its
-# *attribute* task (colour, pattern, size and texture of the main object — a different label
-# set, as ImageNet's is for COCO), its feature maps are cached, and every run trains the WELDON
-# head (and the GNN) on the cache, through the same engine. One ablation row fine-tunes end to
+# the small CNN the package ships pretrained on ObjectScenes — one large object per image, 30
+# classes, a scene stream disjoint from the chapter's data, as ImageNet is for COCO
+# (`mlrobust.pretrained`) — is frozen, its feature maps are cached, and every run trains the
+# WELDON head (and the GNN) on the cache, through the same engine. One ablation row fine-tunes end to
 # end, to show what freezing costs.
 
 # %% tags=["parameters"]
@@ -80,8 +80,6 @@ image_size = None
 n_train = None
 n_test = None
 frozen = None
-pretrain_n = None
-pretrain_epochs = None
 epochs = None
 batch_size = None
 lr = None
@@ -90,6 +88,8 @@ lr_step = None
 finetune_epochs = None
 finetune_lr = None
 n_seeds = None
+n_val = None
+lr_factors = None
 proportions = None
 noisy_clean = None
 g_values = None
@@ -110,18 +110,21 @@ from IPython.display import display
 
 from mlrobust import labels, losses
 from mlrobust.config import DataConfig, ExperimentConfig, LossConfig, ModelConfig, TrainConfig
-from mlrobust.data import DataSplits, extract_features
+from mlrobust.data import DataSplits, Subset, extract_features, hold_out
 from mlrobust.engine import resolve_device
 from mlrobust.experiments import build_data, frozen_backbone, run_experiment
+from mlrobust.seeding import derive_seed
 from mlrobust.methods.durand import CurriculumRelabeling, select_labels
 from mlrobust.models import LabelGNN, WeldonPooling
-from mlrobust.notebook import Claims, fmt_mean_std, markdown_table, mean_std, resolve_parameters, show_source
+from mlrobust.claims import Claims, paired
+from mlrobust.notebook import fmt_mean_std, markdown_table, mean_std, resolve_parameters, show_source
 
 P = resolve_parameters("ch02_durand", scale, dict(
     dataset=dataset, data_root=data_root, device=device, backbone=backbone, weights=weights,
-    image_size=image_size, n_train=n_train, n_test=n_test, frozen=frozen, pretrain_n=pretrain_n,
-    pretrain_epochs=pretrain_epochs, epochs=epochs, batch_size=batch_size, lr=lr, schedule=schedule,
+    image_size=image_size, n_train=n_train, n_test=n_test, frozen=frozen,
+    epochs=epochs, batch_size=batch_size, lr=lr, schedule=schedule,
     lr_step=lr_step, finetune_epochs=finetune_epochs, finetune_lr=finetune_lr, n_seeds=n_seeds,
+    n_val=n_val, lr_factors=lr_factors,
     proportions=proportions, noisy_clean=noisy_clean, g_values=g_values, gammas=gammas,
     dropout=dropout, passes=passes, relabel_gnn=relabel_gnn, output_dir=output_dir))
 floats = lambda text: [float(v) for v in str(text).split(",")]  # noqa: E731
@@ -266,17 +269,13 @@ assert abs(bce_ratio - p_y) < 0.03 and abs(pbce_ratio - p_y * (alpha * p_y + bet
 show_source(WeldonPooling)
 
 # %% [markdown]
-# At the quick scale the backbone is pretrained once on the attribute task and frozen; its
-# feature maps are cached (the run folders of the full scale are written to `output_dir`, and
+# At the quick scale the shipped pretrained backbone is frozen; its feature maps are cached (the run folders of the full scale are written to `output_dir`, and
 # a killed full-scale run resumes where it stopped).
 
 # %%
-cache_dir = Path(P["output_dir"]) / "pretrained"
 weights_file = P["weights"]
-if P["frozen"]:  # without weights: pretrained on the attribute task, the stand-in for ImageNet
-    net, weights_file = frozen_backbone(P["backbone"], P["weights"], image_size=P["image_size"],
-                                        pretrain_n=P["pretrain_n"], pretrain_epochs=P["pretrain_epochs"],
-                                        device=P["device"], cache_dir=cache_dir)
+if P["frozen"]:  # the shipped backbone pretrained on ObjectScenes, the stand-in for ImageNet
+    net, weights_file = frozen_backbone(P["backbone"], P["weights"])
     dev = resolve_device(P["device"])
     features = DataSplits(train=extract_features(net, images.train, dev), test=extract_features(net, images.test, dev))
     print(f"feature maps: train {tuple(features.train.features.shape)}, test {tuple(features.test.features.shape)}")
@@ -285,8 +284,11 @@ setup_seconds = time.perf_counter() - chapter_start
 
 def run(name: str, protocol: str, args: dict, *, loss: str = "bce", loss_args: dict | None = None,
         gnn: int = 0, method: str = "supervised", method_args: dict | None = None, seed: int = 0,
-        drop: float = 0.0, finetune: bool = False):
-    """One training run; returns its test metrics and its hooks (relabeling statistics)."""
+        drop: float = 0.0, finetune: bool = False, lr_factor: float = 1.0, data: DataSplits | None = None,
+        epochs: int | None = None):
+    """One training run; returns its test metrics and its hooks (relabeling statistics).
+    ``data`` replaces the chapter's splits (e.g. a validation split to tune on); ``lr_factor``
+    multiplies the learning rate; ``epochs`` replaces the chapter's number of epochs."""
     on_features = P["frozen"] and not finetune
     cfg = ExperimentConfig(name=f"{name}-seed{seed}", output_dir=P["output_dir"], method=method,
                            method_args=method_args or {})
@@ -298,10 +300,12 @@ def run(name: str, protocol: str, args: dict, *, loss: str = "bce", loss_args: d
                             head_args={"pooling": "weldon", "dropout": drop}, gnn_steps=gnn)
     cfg.loss = LossConfig(loss, loss_args or {})
     ep, rate = (P["finetune_epochs"], P["finetune_lr"]) if finetune else (P["epochs"], P["lr"])
-    cfg.train = TrainConfig(epochs=ep, batch_size=P["batch_size"], lr=rate, schedule=P["schedule"],
+    ep = epochs or ep
+    cfg.train = TrainConfig(epochs=ep, batch_size=P["batch_size"], lr=rate * lr_factor, schedule=P["schedule"],
                             lr_steps=[P["lr_step"]] if P["lr_step"] else [], seed=seed, device=P["device"])
     full = scale == "full"
-    result = run_experiment(cfg, data=features if on_features else images, write=full, resume=full)
+    splits = data if data is not None else features if on_features else images
+    result = run_experiment(cfg, data=splits, write=full, resume=full)
     return result.metrics, result.trainer.hooks
 
 
@@ -331,6 +335,14 @@ def mAP(key: tuple, metric: str = "mAP") -> list[float]:
 # and a fourth, **noisy+**, the web-search assumption: one positive per image kept, every other
 # label said absent (`labels.single_positive`). As in the paper, all are trained with the
 # standard BCE here.
+#
+# The paper does not say how dense labels are trained. Kept in the training set, the
+# unlabelled images contribute a loss of 0: every image gets the same number of steps as with
+# partial labels, and each class head sees a random share $q$ of its column under either
+# protocol — so with a frozen backbone, partial and dense must agree *by construction*. The
+# reading that gives dense labels a chance to differ trains on the labelled subset only
+# (`method="labelled_only"`), and then the step budget matters: the **same epochs** (a share
+# $q$ of the steps) or the **same steps** (epochs $/\,q$). We run all three.
 
 # %%
 for seed in SEEDS:
@@ -338,15 +350,21 @@ for seed in SEEDS:
         record(("partial", q), run(f"partial-{q}", "partial", {"known": q}, seed=seed))
         if q < 1:
             record(("dense", q), run(f"dense-{q}", "dense", {"known": q}, seed=seed))
+            record(("dense, subset", q), run(f"dense_subset-{q}", "dense", {"known": q}, method="labelled_only",
+                                             seed=seed))
+            record(("dense, subset, same steps", q),
+                   run(f"dense_subset_steps-{q}", "dense", {"known": q}, method="labelled_only", seed=seed,
+                       epochs=round(P["epochs"] / q)))
     for q in CLEAN:
         record(("noisy", q), run(f"noisy-{q}", "noisy", {"clean": q}, seed=seed))
     record(("noisy+",), run("noisy_plus", "single_positive", {}, seed=seed))
 results[("dense", 1.0)] = results[("noisy", 1.0)] = results[("partial", 1.0)]  # all labels: one setting
 print(f"{time.perf_counter() - chapter_start:.0f} s so far")
 
-# %% mystnb={"figure": {"caption": "Test mAP for the three ways of spending a budget of correct labels, against the proportion of correct labels (embedded benchmark, BCE; mean and one standard deviation over seeds). The paper's Figure 3, top row.", "name": "fig-budget"}}
+# %% mystnb={"figure": {"caption": "Test mAP for the three ways of spending a budget of correct labels, against the proportion of correct labels (embedded benchmark, BCE; mean and one standard deviation over seeds). Dense labels three ways: all images kept (unlabelled ones add no loss), the labelled subset only with the same epochs, and with the same number of steps. The paper's Figure 3, top row.", "name": "fig-budget"}}
 fig, ax = plt.subplots(figsize=(6.5, 3.8))
-for strategy, marker in (("partial", "o"), ("dense", "s"), ("noisy", "^")):
+for strategy, marker in (("partial", "o"), ("dense", "s"), ("dense, subset", "v"),
+                         ("dense, subset, same steps", "D"), ("noisy", "^")):
     qs = sorted(q for (s, *rest) in results if s == strategy for q in rest)
     m = [mean_std(mAP((strategy, q)))[0] for q in qs]
     e = [mean_std(mAP((strategy, q)))[1] for q in qs]
@@ -368,8 +386,13 @@ PAPER_T6 = {("partial", 0.1): 72.15, ("partial", 0.2): 74.49, ("partial", 0.3): 
             ("dense", 0.7): 78.08, ("dense", 0.8): 78.61, ("dense", 0.9): 78.90, ("noisy", 0.5): 3.63,
             ("noisy", 0.6): 53.10, ("noisy", 0.7): 69.09, ("noisy", 0.8): 74.06, ("noisy", 0.9): 76.85,
             ("noisy+",): 71.60}
-rows = [[" ".join(map(str, k)), fmt_mean_std(mAP(k)), f"{PAPER_T6[k]:.2f}"]
-        for k in sorted(results, key=str) if k in PAPER_T6]
+def paper_key(k: tuple) -> tuple:
+    """The paper's row for one of ours: every reading of dense labels is the paper's dense row."""
+    return ("dense", *k[1:]) if str(k[0]).startswith("dense") else k
+
+
+rows = [[" ".join(map(str, k)), fmt_mean_std(mAP(k)), f"{PAPER_T6[paper_key(k)]:.2f}"]
+        for k in sorted(results, key=str) if paper_key(k) in PAPER_T6]
 display(markdown_table([f"labels (ours: {P['dataset']}, {P['image_size']} px, {P['n_seeds']} seeds)",
                         "ours, mAP (%)", "paper, COCO (%)"], rows))
 noisy_plus_wrong = labels.compare(labels.single_positive(images.train.labels, seed=0), images.train.labels)
@@ -377,36 +400,45 @@ print(f"noisy+ makes {100 * noisy_plus_wrong['wrong_share']:.1f} % of our traini
       f"(COCO: 2.4 % in the paper's Table 1)")
 
 # %% [markdown]
-# What agrees and what does not (checked below on the quick-scale measurements):
+# What agrees and what does not (checked below, each as a difference paired by seed):
 #
 # * **Noisy labels collapse when half are wrong**, as in the paper (3.63 on COCO): with
-#   `clean = 0.5` the labels carry no information, and the network learns nothing useful.
-# * **Partial versus dense does not reproduce.** The paper finds partial labels better than
-#   dense ones at the same budget, by 7 points at 10 %; here the two stay within about a
-#   point of each other at every proportion. The paper's explanation — the partially labelled
-#   model "sees" more images — loses its force when the backbone is frozen: every image is
-#   seen by the pretrained features either way, and only the head is learnt from the labels.
+#   `clean = 0.5` the labels carry no information.
+# * **Partial against dense.** The paper finds partial labels better than dense ones at the
+#   same budget, by 7 points at 10 % on COCO. Kept in the training set, dense labels cannot
+#   differ from partial ones here (see above), and they do not: that comparison is not
+#   evidence either way. The labelled-subset readings are the test, and their verdict depends
+#   on the step budget, which the paper does not state.
 # * **"20 % of clean partial labels beat 80 % clean and 20 % wrong"** — the paper's example on
-#   COCO — does not hold with the BCE here; it does once the partial-BCE is used (next
-#   section).
-# * **Noisy+ does not reproduce either**: here one positive per image beats 10 % of partial
-#   labels with the BCE, where the paper found them on a par (71.60 against 72.15). Noisy+ keeps
-#   every image's negatives, most of them correct, and the BCE without rescaling makes poor
-#   use of the 10 % (next section).
+#   COCO — and **noisy+ on a par with 10 % partial labels** (71.60 against 72.15) are checked
+#   with the BCE, as in the paper.
 
 # %%
-if P["frozen"]:
-    low = min(PROPORTIONS)
-    claims.check(max(mAP(("noisy", 0.5))) < min(mAP(("partial", low))),
-                 f"noisy labels at 50 % fall below {low:.0%} partial labels in every seed")
-    for q in PROPORTIONS[:-1]:
-        gap = mean_std(mAP(("partial", q)))[0] - mean_std(mAP(("dense", q)))[0]
-        claims.check(abs(gap) < 1.5, f"partial and dense labels within 1.5 mAP at {q:.0%}", round(gap, 2))
-    claims.check(mean_std(mAP(("noisy+",)))[0] > mean_std(mAP(("partial", low)))[0],
-                 f"noisy+ beats {low:.0%} partial labels with the BCE (not the paper's finding)")
-    if 0.2 in PROPORTIONS and 0.8 in CLEAN:
-        claims.check(mean_std(mAP(("partial", 0.2)))[0] < mean_std(mAP(("noisy", 0.8)))[0],
-                     "with the BCE, 20 % partial labels fall below 80 % clean noisy labels")
+low = min(PROPORTIONS)
+collapse = paired(mAP(("noisy", 0.5)), mAP(("partial", low))) if 0.5 in CLEAN else None
+if collapse is not None:
+    claims.paper(f"with half the labels wrong the model collapses: below {low:.0%} partial labels",
+                 collapse.detected(+1), measured=collapse, paper="3.63 vs 72.15 (COCO)")
+for q in PROPORTIONS[:-1]:
+    for reading, expect in (("dense, subset", q == low), ("dense, subset, same steps", False)):
+        e = paired(mAP((reading, q)), mAP(("partial", q)))
+        claims.paper(f"partial labels beat dense labels at {q:.0%} ({reading.removeprefix('dense, ')})",
+                     e.detected(+1), expect=expect, measured=e,
+                     paper=f"{PAPER_T6[('partial', q)] - PAPER_T6[('dense', q)]:+.2f} (COCO)")
+plus = paired(mAP(("noisy+",)), mAP(("partial", low)))
+claims.paper(f"{low:.0%} partial labels are at least on a par with noisy+ (BCE)", not plus.detected(-1),
+             expect=False, measured=plus, paper="+0.55 (COCO)")
+markdown_table(["known labels"] + [f"partial minus {r}" for r in ("dense (all images kept)", "dense, subset",
+                                                                    "dense, subset, same steps")],
+               [[f"{q:.0%}"] + [str(paired(mAP((r, q)), mAP(("partial", q))))
+                                for r in ("dense", "dense, subset", "dense, subset, same steps")]
+                for q in PROPORTIONS[:-1]],
+               caption=f"Partial against dense labels at the same budget ({P['dataset']}, {P['image_size']} px, "
+                       f"test mAP, paired Δ ± sd over {len(SEEDS)} seeds)")
+if 0.2 in PROPORTIONS and 0.8 in CLEAN:
+    budget = paired(mAP(("noisy", 0.8)), mAP(("partial", 0.2)))
+    claims.paper("20 % partial labels beat 80 % clean noisy labels (BCE)", budget.detected(+1), expect=False,
+                 measured=budget, paper=f"{PAPER_T6[('partial', 0.2)] - PAPER_T6[('noisy', 0.8)]:+.2f} (COCO)")
 
 # %% [markdown]
 # ## BCE or partial-BCE? (§4.2)
@@ -430,23 +462,94 @@ ax.legend(), ax.grid(alpha=0.3)
 fig.tight_layout()
 
 # %% [markdown]
-# The partial-BCE helps at every proportion below 1, and the fewer the labels the larger the
-# gain — the paper's finding on all three datasets (on COCO at 10 %, with fine-tuning: 72.15
-# with the BCE, 75.31 with the partial-BCE, Table 4). At 100 % the two losses are the same.
+# At the same learning rate the partial-BCE helps at every proportion below 1, and the fewer
+# the labels the larger the gain — the paper's finding on all three datasets (on COCO at 10 %,
+# with fine-tuning: 72.15 with the BCE, 75.31 with the partial-BCE, Table 4). At 100 % the two
+# losses are the same. The next section asks how much of it is the learning rate.
 
 # %%
-gains = {}
-for q in PROPORTIONS[:-1]:
-    diffs = [b - a for a, b in zip(mAP(("partial", q)), mAP(("partial-bce", q)))]
-    gains[q] = mean_std(diffs)[0]
-    claims.check(min(diffs) > 0, f"partial-BCE beats the BCE at {q:.0%} in every seed",
-                 [round(d, 2) for d in diffs])
-claims.check(gains[min(gains)] >= gains[max(gains)], "the gain of the partial-BCE grows as labels get fewer")
+same_lr = {q: paired(mAP(("partial", q)), mAP(("partial-bce", q))) for q in PROPORTIONS[:-1]}
+for q, e in same_lr.items():
+    claims.ours(f"at the same learning rate, the partial-BCE beats the BCE at {q:.0%}", e.detected(+1), measured=e)
+claims.ours("at the same learning rate, the gain grows as labels get fewer",
+            same_lr[min(same_lr)].mean > same_lr[max(same_lr)].mean + same_lr[min(same_lr)].sd,
+            measured=" / ".join(f"{q:.0%}: {e.mean:+.2f}" for q, e in same_lr.items()))
 if 0.2 in PROPORTIONS and 0.8 in CLEAN:  # the paper's budget example, with the partial-BCE
-    claims.check(mean_std(mAP(("partial-bce", 0.2)))[0] > mean_std(mAP(("noisy", 0.8)))[0],
-                 "with the partial-BCE, 20 % partial labels beat 80 % clean noisy labels")
-markdown_table(["known labels", "gain of the partial-BCE (mAP points, mean over seeds)"],
-               [[q, f"{d:+.2f}"] for q, d in gains.items()])
+    e = paired(mAP(("noisy", 0.8)), mAP(("partial-bce", 0.2)))
+    claims.ours("with the partial-BCE, 20 % partial labels beat 80 % clean noisy labels", e.detected(+1),
+                expect=False, measured=e)
+markdown_table(["known labels", "gain of the partial-BCE at the same learning rate (paired Δ ± sd)"],
+               [[f"{q:.0%}", str(e)] for q, e in same_lr.items()])
+
+# %% [markdown]
+# ### The control: a BCE whose learning rate is tuned too
+#
+# Is the partial-BCE's gain more than a larger step? Under plain SGD the update of an image's
+# contribution is the learning rate $\eta$ times its gradient, and the partial-BCE's gradient is
+# the BCE's times $g(\py)$:
+#
+# $$\eta \, \nabla_\theta \ell_{\text{partial}}(\x, \y)
+#   = \eta \, g(\py) \, \nabla_\theta \ell_{\BCE}(\x, \y).$$
+#
+# With the `partial` protocol every image has nearly the same share of known labels,
+# $\py \approx q$, so the partial-BCE is the BCE trained with the learning rate $\eta\,g(q)$
+# (and a weight decay divided by $g(q)$, since the decay term is not rescaled); only the
+# spread of $\py$ across images (and momentum's interaction with it) makes a difference. The
+# "$g(0.1)$ sweep" below is then, to first order, a learning-rate sweep. A fair comparison tunes
+# the learning rate of **both** losses, at every proportion, on a validation split: here
+# `n_val` training images held out (`data.hold_out`) with labels hidden by the same protocol,
+# factors `lr_factors` of the chapter's learning rate, chosen on seed 0 and then run on every
+# seed.
+
+# %%
+LR_FACTORS = floats(P["lr_factors"])
+base_splits = features if P["frozen"] else images
+fit_part, val_part = hold_out(base_splits.train, P["n_val"], seed=derive_seed(0, 0x7A1))
+TUNED = sorted({low, 0.5} & set(PROPORTIONS[:-1]))
+tuned_factor, tuning_map = {}, {}
+for q in TUNED:
+    val_labels = labels.partial(val_part.labels, q, seed=derive_seed(0, 0x7A2))  # the validation labels are partial too
+    tuning = DataSplits(train=fit_part, test=Subset(base_splits.train, val_part.index, val_labels))
+    for loss in ("bce", "partial_bce"):
+        scores = {f: run(f"tune-{loss}-{q}-x{f}", "partial", {"known": q}, loss=loss, lr_factor=f,
+                         data=tuning)[0]["mAP"] for f in LR_FACTORS}
+        tuning_map[(loss, q)] = scores
+        tuned_factor[(loss, q)] = max(scores, key=scores.get)
+for seed in SEEDS:
+    for (loss, q), f in tuned_factor.items():
+        if f == 1.0:
+            continue  # the untuned runs above already used this learning rate
+        record((f"{loss}-tuned", q), run(f"{loss}-tuned-{q}", "partial", {"known": q}, loss=loss,
+                                          lr_factor=f, seed=seed))
+for (loss, q), f in tuned_factor.items():
+    if f == 1.0:
+        results[(f"{loss}-tuned", q)] = results[("partial" if loss == "bce" else "partial-bce", q)]
+net = {q: paired(mAP(("bce-tuned", q)), mAP(("partial_bce-tuned", q))) for q in TUNED}
+raw = {q: paired(mAP(("partial", q)), mAP(("partial-bce", q))) for q in TUNED}
+markdown_table(["known labels", "BCE lr factor", "partial-BCE lr factor", "BCE, tuned", "partial-BCE, tuned",
+                "gain at the same lr", "gain, both tuned"],
+               [[f"{q:.0%}", tuned_factor[("bce", q)], tuned_factor[("partial_bce", q)],
+                 fmt_mean_std(mAP(("bce-tuned", q))), fmt_mean_std(mAP(("partial_bce-tuned", q))), str(raw[q]),
+                 str(net[q])] for q in TUNED],
+               caption=f"Partial-BCE against the BCE with learning rates tuned on a validation split "
+                       f"({P['dataset']}, {P['image_size']} px, test mAP %, {len(SEEDS)} seeds, paired Δ ± sd)")
+
+# %% [markdown]
+# The paper's claim, with its control: the partial-BCE against a BCE whose learning rate was
+# tuned as carefully as its own.
+
+# %%
+for q, e in net.items():
+    claims.paper(f"the partial-BCE beats the BCE at {q:.0%} (both learning rates tuned)", e.detected(+1),
+                 expect=q == low, measured=e, paper="+3.16 at 10 % (COCO, Table 4; BCE not re-tuned)")
+
+# %% [markdown]
+# With both learning rates tuned, most of the partial-BCE's gain is gone: at 10 % a small
+# gain barely exceeds its seed spread, at 50 % none is left (the table above). On this
+# benchmark, with a frozen backbone and SGD, the partial-BCE is mostly what the derivation
+# says: a per-image learning rate. The BCE picks the largest factor tried at every proportion,
+# so a wider grid could only help the BCE. The paper compared the two losses at one learning
+# rate; whether its 3-point gain on COCO survives a tuned BCE is a question for the full scale.
 
 # %% [markdown]
 # ### The normalisation value $g(0.1)$ (Fig. 5) and the shape $\gamma$ (Fig. 6)
@@ -492,19 +595,23 @@ fig.tight_layout()
 # normalization value around 20 but the performance is similar for $g(0.1) \in [3, 50]$";
 # and "using a normalization that is proportional to the number of known labels
 # ($\gamma = 1$) works better than using a normalization that is inversely proportional
-# ($\gamma = -1$)", with $\gamma = 3$ better at large proportions. All three reproduce here:
+# ($\gamma = -1$)", with $\gamma = 3$ better at large proportions. Read with the previous
+# section in mind: with $\gamma = 1$, the $g(0.1)$ sweep is to first order a sweep of the
+# learning rate at 10 % known labels.
 
 # %%
 g_means = {v: mean_std(mAP(("g", v)))[0] for v in gs}
 best_g = max(g_means, key=g_means.get)
-claims.check(min(g_means, key=g_means.get) == 1.0 and 3 <= best_g <= 50,
-             "g(0.1) = 1 (the BCE) is worst, the best g(0.1) lies between 3 and 50", f"best {best_g}")
+vs_bce = paired(mAP(("g", 1.0)), mAP(("g", best_g)))
+claims.paper("g(0.1) = 1 (the BCE) is worst, the best g(0.1) lies between 3 and 50",
+             min(g_means, key=g_means.get) == 1.0 and 3 <= best_g <= 50 and vs_bce.detected(+1),
+             measured=f"best g(0.1) = {best_g:g}: {vs_bce} over g = 1", paper="best ≈ 20, similar in [3, 50]")
 for q in (low, 0.5):
-    claims.check(mean_std(mAP(("gamma", 1.0, q)))[0] > mean_std(mAP(("gamma", -1.0, q)))[0],
-                 f"gamma = 1 beats gamma = -1 at {q:.0%}")
+    e = paired(mAP(("gamma", -1.0, q)), mAP(("gamma", 1.0, q)))
+    claims.paper(f"γ = 1 beats γ = -1 at {q:.0%}", e.detected(+1), measured=e, paper="Fig. 6")
 if 3.0 in GAMMAS:
-    claims.check(mean_std(mAP(("gamma", 3.0, 0.5)))[0] > mean_std(mAP(("gamma", 1.0, 0.5)))[0],
-                 "gamma = 3 beats gamma = 1 at 50 %")
+    e = paired(mAP(("gamma", 1.0, 0.5)), mAP(("gamma", 3.0, 0.5)))
+    claims.paper("γ = 3 beats γ = 1 at 50 %", e.detected(+1), measured=e, paper="Fig. 6")
 markdown_table(["g(0.1)", "test mAP (%)"], [[v, fmt_mean_std(mAP(("g", v)))] for v in gs])
 
 # %% [markdown]
@@ -532,23 +639,22 @@ show_source(LabelGNN)
 for seed in SEEDS:
     for q in (low, 0.5):
         record(("gnn", q), run(f"gnn-{q}", "partial", {"known": q}, loss="partial_bce", gnn=3, seed=seed))
-gnn_rows, gnn_gain = [], {}
-for q in (low, 0.5):
-    diffs = [b - a for a, b in zip(mAP(("partial-bce", q)), mAP(("gnn", q)))]
-    gnn_gain[q] = mean_std(diffs)[0]
-    gnn_rows.append([f"{q:.0%}", fmt_mean_std(mAP(("partial-bce", q))), fmt_mean_std(mAP(("gnn", q))),
-                     f"{gnn_gain[q]:+.2f}"])
-markdown_table(["known labels", "partial-BCE", "GNN + partial-BCE", "gain (mAP points)"], gnn_rows)
+gnn_rows = [[f"{q:.0%}", fmt_mean_std(mAP(("partial-bce", q))), fmt_mean_std(mAP(("gnn", q))),
+             str(paired(mAP(("partial-bce", q)), mAP(("gnn", q))))] for q in (low, 0.5)]
+markdown_table(["known labels", "partial-BCE", "GNN + partial-BCE", "gain (paired Δ ± sd)"], gnn_rows,
+               caption=f"The label GNN ({P['dataset']}, {P['image_size']} px, test mAP %, {len(SEEDS)} seeds)")
 
 # %% [markdown]
-# The GNN adds a small gain at both proportions, as in the paper (Fig. 4; on COCO
-# at 10 %, 75.31 → 75.82 in Table 4). The benchmark's labels are strongly correlated through
-# the scene contexts, but a ConvNet already shares its representation between classes — the
-# paper's own caveat — and here the frozen features already encode the context.
+# The paper finds a small gain (Fig. 4; on COCO at 10 %, 75.31 → 75.82 in Table 4); whether
+# ours exceeds its seed spread is checked below. The benchmark's labels are strongly
+# correlated through the scene contexts, but a ConvNet already shares its representation
+# between classes — the paper's own caveat — and the frozen features already encode the context.
 
 # %%
-claims.check(all(g > 0 for g in gnn_gain.values()), "the GNN adds mAP at every proportion tried",
-             {q: round(g, 2) for q, g in gnn_gain.items()})
+for q in (low, 0.5):
+    e = paired(mAP(("partial-bce", q)), mAP(("gnn", q)))
+    claims.paper(f"the GNN adds mAP to the partial-BCE at {q:.0%}", e.detected(+1), measured=e,
+                 paper="+0.51 at 10 % (COCO, Table 4)")
 
 # %% [markdown]
 # ## Curriculum relabeling (§3.3, Algorithm 1)
@@ -567,7 +673,9 @@ claims.check(all(g > 0 for g in gnn_gain.values()), "the GNN adds mAP at every p
 # * [e] **Bayesian uncertainty** — $U_c \le \theta$ with $U_c$ the variance of the scores over
 #   stochastic passes, MC dropout {cite:p}`gal2016dropout` (Eq. 11);
 #
-# and the paper's baseline, "2 steps": label every missing label at once. The paper describes
+# and the paper's baseline, "2 steps": label every missing label at once. The quick scale runs
+# [a], [c], [e] and "2 steps"; [b] and [d] are in the package (`strategy="proportion"`,
+# `"ensemble"`) and behave like [a] in the paper's tables. The paper describes
 # [e] as [d] "except that it uses the variance of the classification scores instead of the
 # average", so we read [d]'s ensemble as the same $T$ dropout passes, averaged. The passes go
 # through the head only: the backbone runs once (a frozen or fine-tuned backbone's features do
@@ -588,8 +696,7 @@ show_source(select_labels)
 
 # %%
 RELABEL = [("all at once (2 steps)", "all", 0.0), ("[a] score threshold θ = 2", "threshold", 2.0),
-           ("[a] score threshold θ = 5", "threshold", 5.0), ("[b] score proportion θ = 0.8", "proportion", 0.8),
-           ("[c] positive only θ = 5", "positive", 5.0), ("[d] ensemble θ = 2", "ensemble", 2.0),
+           ("[a] score threshold θ = 5", "threshold", 5.0), ("[c] positive only θ = 5", "positive", 5.0),
            ("[e] uncertainty θ = 0.1", "uncertainty", 0.1), ("[e] uncertainty θ = 0.3", "uncertainty", 0.3),
            ("[e] uncertainty θ = 0.5", "uncertainty", 0.5)]
 # the paper's Table 2/8 (VOC 2007 val, 10 % labels, with GNN): ΔMAP, label proportion, TP, TN
@@ -598,6 +705,10 @@ PAPER_T2 = {"all at once (2 steps)": (-1.49, 100, 82.78, 96.40), "[a] score thre
             "[c] positive only θ = 5": (0.31, 12.01, 79.07, None), "[d] ensemble θ = 2": (0.23, 95.33, 84.80, 98.53),
             "[e] uncertainty θ = 0.1": (0.36, 19.45, 38.15, 99.97), "[e] uncertainty θ = 0.3": (0.59, 79.74, 68.96, 99.23),
             "[e] uncertainty θ = 0.5": (0.45, 94.79, 74.73, 98.00)}
+# the paper's Table 8 rows without the GNN (it has them for [e] only): ΔMAP, label proportion, TP, TN
+PAPER_T8_NO_GNN = {"[e] uncertainty θ = 0.1": (0.26, 22.63, 25.71, 99.98),
+                   "[e] uncertainty θ = 0.3": (0.34, 77.91, 61.15, 99.24),
+                   "[e] uncertainty θ = 0.5": (0.26, 92.90, 70.96, 98.04)}
 gnn_r = 3 if P["relabel_gnn"] else 0
 steps: dict[str, list] = {}
 for seed in SEEDS:
@@ -631,48 +742,59 @@ for name, strategy, _ in RELABEL:
     proportion = 100 * float(np.mean([s[-1]["label_proportion"] for s in steps[name]]))
     tp = step_stat(name, "accuracy" if strategy == "positive" else "tp_rate")
     tn = step_stat(name, "tn_rate") if strategy != "positive" else float("nan")
-    paper = PAPER_T2[name]
-    rows.append([name, f"{delta['mAP']:+.2f} ({paper[0]:+.2f})", f"{delta['exact_match']:+.2f}",
+    precision = step_stat(name, "positive_precision")
+    # the paper's matching row: without the GNN where it has one ([e]), else its GNN row, marked
+    paper, mark = ((PAPER_T8_NO_GNN[name], "") if not P["relabel_gnn"] and name in PAPER_T8_NO_GNN
+                   else (PAPER_T2[name], "" if P["relabel_gnn"] else "ᴳ"))
+    rows.append([name, f"{delta['mAP']:+.2f} ({paper[0]:+.2f}{mark})", f"{delta['exact_match']:+.2f}",
                  f"{delta['macro_F1']:+.2f}", f"{delta['micro_F1']:+.2f}", f"{proportion:.1f} ({paper[1]:.1f})",
                  f"{'-' if np.isnan(tp) else f'{tp:.1f}'} ({paper[2]:.1f})",
-                 "-" if np.isnan(tn) else f"{tn:.1f} ({paper[3]:.1f})"])
+                 "-" if np.isnan(tn) else f"{tn:.1f} ({paper[3]:.1f})",
+                 "-" if np.isnan(precision) else f"{precision:.1f}"])
 display(markdown_table(["strategy (ours, paper in brackets)", "Δ mAP", "Δ 0-1", "Δ macro-F1", "Δ micro-F1",
-                        "label prop. (%)", "TP rate (%)", "TN rate (%)"], rows))
+                        "label prop. (%)", "TP rate (%)", "TN rate (%)", "added positives right (%)"], rows,
+                       caption=f"Relabeling at {low:.0%} known labels ({P['dataset']}, {P['image_size']} px, "
+                               f"{P['n_seeds']} seeds, GNN {'on' if P['relabel_gnn'] else 'off'}); paper: VOC 2007, "
+                               "Table 8 without the GNN for [e], ᴳ: only a with-GNN row exists (Table 2)"))
 missing_truth = images.train.labels[labels.partial(images.train.labels, low, seed=0) == 0]
-print(f"reference without relabeling: mAP {fmt_mean_std(mAP(('relabel', 'none')))}; "
+print(f"reference without relabeling: mAP {fmt_mean_std(mAP(('relabel', 'none')))}, "
+      f"test positives recalled at logit 0 {fmt_mean_std(mAP(('relabel', 'none'), 'OR'))} %; "
       f"Δ are means over {P['n_seeds']} seeds; for [c] the TP column is the accuracy of the added labels; "
       f"{100 * (missing_truth == -1).float().mean():.1f} % of the missing labels are truly negative")
 
 # %% [markdown]
 # **At the quick scale this experiment does not reproduce** (checked below). In the paper every
 # curriculum strategy gains a little (+0.2 to +0.6 mAP) and "2 steps" loses 1.5 points; here no
-# strategy gains, labeling everything at once loses most, and the most selective strategies
-# lose least. The TP column shows why. The paper's VOC model labels most truly present missing
-# labels as present (TP 60–85 %); ours labels almost all of them absent. With 10 % of the labels
-# and a frozen backbone, our model is far weaker than a fine-tuned ResNet-101 on VOC (compare the
-# reference mAP above with 89.09, the paper's VOC result with 10 % of the labels, Table 7), and
-# its scores for missing positives are low. So the "easy" missing labels are nearly all
-# labelled negative, and the true positives among them become false negatives that training
-# then learns. The TN rates are excellent, as in the paper, but most missing labels are
-# negative (share printed above), so negatives were the safe bet anyway. Relabeling needs a
-# model whose confident predictions are right for the rare positives too; the full scale
-# tests whether a fine-tuned ResNet-101 WELDON on this benchmark gets there. [c] with
-# $\theta = 5$ adds hardly anything here, because few missing labels get a logit that high.
+# strategy gains and the ones that label many pairs lose most. The columns say why. The
+# reference model's operating point is far from the paper's: it calls only about a quarter of
+# the test positives present at logit 0 (printed above), where the paper's VOC models with
+# 10 % of the labels over-predict. So the "easy" missing labels are nearly all labelled
+# negative: the sensitivity on the new labels (TP rate) is low, and the truly present labels
+# among them become false negatives that training then learns. The specificity (TN rate) is
+# excellent, as in the paper, but most missing labels are negative anyway (share printed
+# above). The last column is the precision of the positives a strategy adds: even the
+# positives it dares to add are often wrong. Relabeling needs a model whose confident
+# predictions are right for the rare positives too; the full scale, with a fine-tuned
+# ResNet-101, tests whether the benchmark then behaves as VOC did.
 
 # %%
-if P["frozen"]:
-    spread = max(mean_std(mAP(("relabel", "none")))[1], 0.3)
-    best = max(mean_std(mAP(("relabel", name)))[0] for name, *_ in RELABEL)
-    claims.check(best <= mean_std(mAP(("relabel", "none")))[0] + spread,
-                 "no relabeling strategy clearly helps (not the paper's finding)")
-    claims.check(step_stat("[e] uncertainty θ = 0.3", "tp_rate") < 30
-                 and step_stat("[a] score threshold θ = 2", "tp_rate") < 30,
-                 "fewer than 30 % of the positives relabeling adds are right")
-    claims.check(step_stat("[e] uncertainty θ = 0.3", "tn_rate") > 97, "more than 97 % of its negatives are right")
-    delta = {name: mean_std(mAP(("relabel", name)))[0] for name, *_ in RELABEL}
-    claims.check(delta["all at once (2 steps)"] < min(delta["[a] score threshold θ = 5"],
-                                                      delta["[e] uncertainty θ = 0.1"]),
-                 "relabeling everything at once is worse than a cautious strategy")
+ref = mAP(("relabel", "none"))
+gain = {name: paired(ref, mAP(("relabel", name))) for name, *_ in RELABEL}
+best_name = max(gain, key=lambda n: gain[n].mean)
+claims.paper("a curriculum strategy ([e] θ = 0.3) adds mAP", gain["[e] uncertainty θ = 0.3"].detected(+1),
+             expect=False, measured=gain["[e] uncertainty θ = 0.3"], paper="+0.34 (VOC, no GNN, Table 8)")
+claims.paper("relabeling everything at once (2 steps) loses mAP", gain["all at once (2 steps)"].detected(-1),
+             measured=gain["all at once (2 steps)"], paper="-1.49 (VOC, GNN, Table 2)")
+claims.ours("no relabeling strategy adds mAP beyond the seed spread", not gain[best_name].detected(+1),
+            measured=f"best: {best_name}, {gain[best_name]}")
+sensitivity = step_stat("[e] uncertainty θ = 0.3", "tp_rate")
+claims.ours("[e] θ = 0.3 labels fewer than 30 % of the truly present missing labels as present (sensitivity)",
+            sensitivity < 30, measured=f"{sensitivity:.1f} % (paper 61.15)")
+precision = step_stat("[e] uncertainty θ = 0.3", "positive_precision")
+claims.ours("the positives [e] θ = 0.3 adds are right more often than not (precision above 50 %)", precision > 50,
+            measured=f"{precision:.1f} %")
+claims.ours("the reference model recalls fewer than half of the test positives at logit 0",
+            mean_std(mAP(("relabel", "none"), "OR"))[0] < 50, measured=f"{fmt_mean_std(mAP(('relabel', 'none'), 'OR'))} %")
 
 # %% [markdown]
 # ## Ablation (Table 4)
@@ -702,29 +824,33 @@ markdown_table([f"ours, {low:.0%} known ({P['n_seeds']} seeds); paper COCO in br
                 "macro-F1", "micro-F1"], rows)
 
 # %% [markdown]
-# In the paper every part adds to the mAP. Here the partial-BCE adds most, the GNN a little,
-# and relabeling takes away (previous section). The fine-tuning row compares the frozen
-# backbone with the same backbone trained end to end on the same labels; the difference:
+# In the paper every part adds to the mAP. Here the partial-BCE adds most and relabeling takes
+# away (previous section). The fine-tuning row compares the frozen backbone with the same
+# backbone trained end to end on the same labels.
 
 # %%
-ft = mean_std(mAP(("ablation", "fine-tuned BCE")))[0] - mean_std(mAP(("partial", low)))[0]
-print(f"fine-tuned minus frozen (BCE, {low:.0%} known): {ft:+.2f} mAP points (paper, COCO: {72.15 - 66.21:+.2f})")
-claims.check(mean_std(mAP(("partial-bce", low)))[0] > mean_std(mAP(("partial", low)))[0] + 2,
-             f"partial-BCE adds more than 2 mAP at {low:.0%}")
 if P["frozen"]:
-    claims.check(ft > 2, "fine-tuning adds more than 2 mAP", round(ft, 2))
+    ft = paired(mAP(("partial", low)), mAP(("ablation", "fine-tuned BCE")))
+    claims.paper("fine-tuning the backbone adds mAP (BCE)", ft.detected(+1), expect=False, measured=ft,
+                 paper=f"{72.15 - 66.21:+.2f} (COCO, Table 4)")
 
 # %% [markdown]
-# Fine-tuning helps here about as much as in the paper: the paper's first finding of the
-# ablation, "fine-tuning is important", reproduces. It also means the frozen-feature numbers
-# of this chapter are those of a weaker model than a fine-tuned one — one more reason why the
-# relabeling results may differ at the full scale.
+# In the paper fine-tuning adds about 6 points. Here the frozen features already come from a
+# backbone pretrained on the benchmark's objects, and fine-tuning the small network for a few
+# epochs on 10 % of the labels buys little: the frozen-feature numbers of this chapter are
+# close to what end-to-end training gives at the quick scale.
 
 # %% [markdown]
-# The claims of this chapter, as measured in this run:
+# The paper's claims, as measured in this run, then our own observations:
 
 # %%
-claims.table()
+claims.table("paper", caption=f"Durand et al. 2019, the paper's claims: {P['dataset']}, {P['image_size']} px, "
+                              f"{len(SEEDS)} seeds; paired Δ ± sd (reproduced: the effect exceeds its spread)")
+
+# %%
+claims.table("ours", caption=f"Durand et al. 2019, our observations: {P['dataset']}, {P['image_size']} px, "
+                             f"{len(SEEDS)} seeds")
+
 
 # %% [markdown]
 # ## Paper and code
@@ -742,21 +868,22 @@ claims.table()
 #   (see above); label proportion is the share of known labels at the end of training.
 # * **Relabeling schedule**: before epochs 10 and 15 of 20 in the paper, the same fractions of
 #   training here (`mlrobust.methods.durand.relabel_epochs`).
-# * **Quick scale**: frozen attribute-pretrained features instead of a fine-tuned ImageNet
+# * **Quick scale**: frozen features of the shipped ObjectScenes backbone instead of a fine-tuned ImageNet
 #   ResNet-101, 32 px instead of 448, 3000 training images; the full scale is the paper's.
 #
 # ## Summary
 #
-# * The partial-BCE rescales each image's loss by $g(\py)$; its gradient is the BCE's times
-#   $g(\py)$, which undoes the starvation of the BCE with few labels. It reproduces: a gain at
-#   every proportion, larger with fewer labels, and the paper's behaviour of $g(0.1)$ and
-#   $\gamma$.
-# * The label GNN gives a small, consistent gain.
-# * Which labels to buy: on this benchmark with a frozen backbone, partial and dense labels are
-#   worth about the same, and noisy+ beats 10 % of partial labels with the BCE — unlike the
-#   paper's fine-tuned ResNet-101 on COCO.
+# * The partial-BCE rescales each image's loss by $g(\py)$; under SGD that is a per-image
+#   learning rate. At one learning rate it beats the BCE at every proportion, more with fewer
+#   labels, and $g(0.1)$ and $\gamma$ behave as in the paper; against a BCE whose learning rate
+#   is tuned as carefully, little or nothing of the gain is left on this benchmark.
+# * The label GNN gives a small gain, larger than its seed spread.
+# * Which labels to buy: kept among the unlabelled images, dense labels equal partial ones by
+#   construction; trained on the labelled subset, they lose to partial labels with the same
+#   epochs at 10 % and win with the same number of steps — the paper's unstated step budget
+#   decides. Noisy+ beats 10 % of partial labels with the BCE, unlike on COCO.
 # * Curriculum relabeling needs a model whose confident predictions are right for positives;
-#   ours is not (TP rates far below the paper's), and relabeling hurts.
+#   at the quick scale ours under-predicts (low recall at logit 0), and relabeling hurts.
 #
 # ## Exercises
 #
@@ -764,8 +891,8 @@ claims.table()
 #    normalised by the number of known labels. Which $g(0.1)$ does that correspond to?
 # 2. Rerun the labeling-strategy experiment with `frozen = False` (fine-tuning; slow on a CPU).
 #    Does the gap between partial and dense labels appear?
-# 3. Relabeling with a stronger model: train at `image_size = 64` with `backbone = "cnn_m"`. How
-#    do the TP rates change?
+# 3. Relabeling with a better operating point: multiply `lr` by the factor the tuning picked.
+#    How do the recall at logit 0 and the TP rates of relabeling change?
 # 4. Strategy [c] only adds positives. Find the $\theta$ at which it adds a few per cent of the
 #    missing labels, and measure their accuracy.
 

@@ -64,8 +64,8 @@
 #
 # **Scales.** The paper fine-tunes an ImageNet-21k TResNet-M at 224 px on COCO for 80 epochs
 # with the ASL authors' optimiser; `scale = "full"` is that setting. The quick scale trains the
-# classification head on frozen features of a backbone pretrained on the benchmark's attribute
-# task (as in the {ref}`Durand et al. chapter <ch02>`), except for the memorisation experiment,
+# classification head on frozen features of the backbone the package ships pretrained on
+# ObjectScenes, the benchmark's ImageNet (as in the {ref}`Durand et al. chapter <ch02>`), except for the memorisation experiment,
 # which fine-tunes end to end, since a frozen backbone cannot memorise.
 
 # %% tags=["parameters"]
@@ -82,8 +82,6 @@ image_size = None
 n_train = None
 n_test = None
 frozen = None
-pretrain_n = None
-pretrain_epochs = None
 epochs = None
 batch_size = None
 lr = None
@@ -113,14 +111,15 @@ from mlrobust.config import DataConfig, ExperimentConfig, LossConfig, ModelConfi
 from mlrobust.data import DataSplits, Subset, extract_features
 from mlrobust.engine import resolve_device
 from mlrobust.experiments import build_data, frozen_backbone, run_experiment
-from mlrobust.methods.pene import (GoldCorrectedMethod, corrected_probabilities, galc_slr_corruption,
-                                   gold_correction, pene_split)
-from mlrobust.notebook import Claims, fmt_mean_std, markdown_table, mean_std, resolve_parameters, show_source
+from mlrobust.methods.pene import (GoldCorrectedMethod, corrected_probabilities, estimate_corruption,
+                                   galc_slr_corruption, gold_correction, pene_split)
+from mlrobust.claims import Claims, paired
+from mlrobust.notebook import fmt_mean_std, markdown_table, mean_std, resolve_parameters, show_source
 
 P = resolve_parameters("ch03_pene", scale, dict(
     dataset=dataset, data_root=data_root, device=device, backbone=backbone, weights=weights,
-    image_size=image_size, n_train=n_train, n_test=n_test, frozen=frozen, pretrain_n=pretrain_n,
-    pretrain_epochs=pretrain_epochs, epochs=epochs, batch_size=batch_size, lr=lr, schedule=schedule,
+    image_size=image_size, n_train=n_train, n_test=n_test, frozen=frozen,
+    epochs=epochs, batch_size=batch_size, lr=lr, schedule=schedule,
     n_seeds=n_seeds, noise_levels=noise_levels, ablation_noise=ablation_noise, gold_fraction=gold_fraction,
     small_gold_fraction=small_gold_fraction, single_caps=single_caps, memo_n_train=memo_n_train,
     memo_n_test=memo_n_test, memo_epochs=memo_epochs, output_dir=output_dir))
@@ -245,12 +244,9 @@ show_source(galc_slr_corruption)
 # already in the image, so that $C_{ii} = 1 - \eta$ and $C_{ij} = \eta / (K - 1)$.
 
 # %%
-cache_dir = Path(P["output_dir"]) / "pretrained"
 weights_file = P["weights"]
-if P["frozen"]:  # without weights: pretrained on the attribute task, the stand-in for ImageNet
-    net, weights_file = frozen_backbone(P["backbone"], P["weights"], image_size=P["image_size"],
-                                        pretrain_n=P["pretrain_n"], pretrain_epochs=P["pretrain_epochs"],
-                                        device=P["device"], cache_dir=cache_dir)
+if P["frozen"]:  # the shipped backbone pretrained on ObjectScenes, the stand-in for ImageNet
+    net, weights_file = frozen_backbone(P["backbone"], P["weights"])
     dev = resolve_device(P["device"])
     train = extract_features(net, images.train, dev)
     test_all = extract_features(net, images.test, dev)
@@ -340,6 +336,12 @@ for seed in SEEDS:
         R.setdefault(("true C", eta), []).append(true_gold.metrics)
         R.setdefault(("GALC-SLR, normalised", eta), []).append(norm_gold.metrics)
         CLAMPED.setdefault(("GALC-SLR, normalised", eta), []).append(norm_out.method.clamped_share)
+        # the ASL authors' clamp: positives clamped from below only, so q > 1 keeps a gradient
+        authors = config("galc-authors-clamp", seed)
+        authors.loss = LossConfig("asl", {"prob_clamp": "authors"})
+        authors_out, authors_gold = galc(authors, split, noisy, silver=galc_out.silver)
+        R.setdefault(("GALC-SLR, authors' clamp", eta), []).append(authors_gold.metrics)
+        CLAMPED.setdefault(("GALC-SLR, authors' clamp", eta), []).append(authors_out.method.clamped_share)
         R.setdefault(("gold labels only", eta), []).append(trained(config("gold-only", seed), hidden, test).metrics)
         # Fig. 6(b): a smaller trusted set; Fig. 6(c): capped single-label pools
         small = pene_split(train.labels, P["small_gold_fraction"], seed=seed)
@@ -396,52 +398,109 @@ fig.tight_layout()
 # %%
 display(markdown_table(["estimate", "noise", "silver entries outside [0, 1] (%)"],
                        [[name, f"{eta:.0%}", f"{100 * float(np.mean(v)):.1f}"] for (name, eta), v in CLAMPED.items()]))
-ablation = ["ASL", "GALC-SLR", "gold labels only", "GLC", "GALC-SLR, normalised", "true C"]
+ablation = ["ASL", "GALC-SLR", "gold labels only", "GLC", "GALC-SLR, normalised", "GALC-SLR, authors' clamp",
+            "true C"]
 markdown_table([f"at η = {ETA:.0%} ({P['n_seeds']} seeds)", "mAP", "CF1", "OF1"],
                [[name] + [fmt_mean_std(metric((name, ETA), k)) for k in ("mAP", "CF1", "OF1")] for name in ablation])
 
 # %% [markdown]
-# This is the central finding of our reproduction, checked below. The silver classifier is
-# trained with ASL, whose focusing lets negatives keep probabilities far above zero; its
-# predictions, averaged into $\Chat$, make every entry large, and after the final sigmoid every
-# entry exceeds one half. Then $\Chat^\top \sig(g(x))$ sums dozens of such terms and exceeds 1
-# for virtually every silver label: the corrected silver loss is clamped and **contributes no
-# gradient**. GALC-SLR's gold classifier is therefore trained by its gold images alone — its
-# results coincide with the control that hides the silver labels — which is why its mAP
-# hardly moves with the noise rate: the noisy labels never reach it. The same holds for GLC's
-# estimate. Whether this robustness counts as "correcting" the noise is the question the
-# paper could not ask: it had no control trained on the gold set alone.
-#
-# The correction itself works when $C$ is right: with the **true** matrix, the corrected loss
-# uses the silver images — it is far above the gold-only control, matches ASL's mAP and
-# improves its threshold metrics (CF1, OF1). Our column-normalised variant of $\Chat$ keeps the
-# silver gradient but inherits the estimate's error (next section).
+# This is the central finding of our reproduction: GALC-SLR's gold classifier is trained by its
+# gold images alone — its results coincide with the control that hides the silver labels —
+# which is why its mAP does not move with the noise rate: the noisy labels never reach it. The
+# cause is structural, not the silver classifier's calibration. Algorithm 1 ends with a
+# sigmoid (line 38) applied to averages of probabilities, which are $\ge 0$, so **every**
+# entry of $\Chat$ is at least $\sig(0) = 1/2$. The corrected probability of a silver label
+# $j$ is $q_j = \sum_i \Chat_{ij}\, \sig(g_i(x))$, and every silver image has at least two
+# labels (single-label images form the pool $G_S$), so as soon as $g$ predicts them,
+# $q_j \ge \tfrac12 \sum_i \sig(g_i(x)) \ge 1$: the probability leaves $[0, 1]$, the two-sided
+# clamp of the ASL on probabilities sets it to $1 - \epsilon$, and its gradient is zero. That
+# happens for **any** silver classifier — even a perfect one — as the next cell measures,
+# with a perfect $g$, for $\Chat$ from the chapter's ASL-trained $f$, from an $f$ trained with
+# the BCE, from an oracle $f$ that outputs the true labels, and for the true $C$.
 
 # %%
-probs = torch.sigmoid(silver0.predict(Subset(train, split0.silver)))
-absent = train.labels[split0.silver] == -1
-raw = C_MATS["GALC-SLR raw"][0]
-print(f"silver classifier f (seed 0): mean probability on truly absent labels {probs[absent].mean():.2f}; "
-      f"raw GALC-SLR entries: min {raw.min():.2f}, so after the sigmoid all exceed {torch.sigmoid(raw.min()):.2f}")
-claims.check(probs[absent].mean() > 0.2 and (raw > 0).all(),
-             "f gives truly absent labels a mean probability above 0.2, so every raw entry of Ĉ is positive",
-             round(float(probs[absent].mean()), 2))
+def outside_share(c_hat: torch.Tensor) -> float:
+    """Share of the silver set's entries whose corrected probability reaches the clamp (0 or 1,
+    where the two-sided clamp leaves no gradient) when g predicts the true labels perfectly."""
+    perfect_logits = 20.0 * train.labels[split0.silver].float()
+    q = corrected_probabilities(perfect_logits, c_hat)
+    return 100 * float(((q <= 0) | (q >= 1)).float().mean())
+
+
+def oracle(dataset) -> torch.Tensor:
+    """A perfect silver classifier: logits ±20 from the true labels of the images."""
+    return 20.0 * train.labels[dataset.index].float()
+
+
+bce_cfg = config("silver-bce", 0)
+bce_cfg.loss = LossConfig("bce")
+silver_bce = trained(bce_cfg, Subset(train, split0.silver, noisy0), test).trainer
+sources = {"Algorithm 1, ASL silver f (the chapter's)": silver0.predict, "Algorithm 1, BCE silver f": silver_bce.predict,
+           "Algorithm 1, perfect (oracle) silver f": oracle}
+evidence = []
+for name, predict in sources.items():
+    est = estimate_corruption("galc_slr", predict, train, split0, noisy0)
+    evidence.append([name, f"{float(est.c_hat.min()):.2f}", f"{outside_share(est.c_hat):.1f}",
+                     f"{outside_share(est.raw):.1f}"])
+evidence.append(["true C", f"{float(c_true0.min()):.3f}", f"{outside_share(c_true0):.1f}", "-"])
+markdown_table(["Ĉ from", "smallest entry", "silver entries at the clamp, perfect g (%)",
+                "the same without the final sigmoid (%)"], evidence,
+               caption=f"Why GALC-SLR's silver loss is silent (η = {ETA:.0%}, seed 0, {len(split0.silver)} silver "
+                       "images)")
+
+# %% [markdown]
+# With a perfect $g$, a $\Chat$ made by Algorithm 1 puts most silver entries at the clamp,
+# whichever silver classifier made it — the oracle's a little less, because its regulators
+# push a few raw entries below 0 — while the true $C$ puts none there (its columns sum to 1).
+# Without the final sigmoid the picture depends on $f$: so the sigmoid, not the silver
+# classifier's calibration, is what silences the silver loss. Two readings keep the silver
+# gradient, and we ran both (ablation table above): the **ASL authors' clamp** (their code
+# clamps a positive's probability from below only, so $q > 1$ still has a gradient) and our
+# **column-normalised** $\Chat$, which keeps every $q_j$ in $[0, 1]$. Neither helps here: with
+# the authors' clamp the silver gradient pushes every $q_j$ of a present label *down* towards
+# 1 through a matrix whose entries are all large, and the mAP falls far below the gold-only
+# control; the normalised matrix stays a little below it. Only the true $C$ turns the silver
+# images into a gain over gold-only — the correction works when $\Chat$ is right, and
+# Algorithm 1's $\Chat$ is not (next section).
+#
+# **The paper's 0 % row.** With no noise at all, the paper reports GALC-SLR at 75.08 mAP against
+# ASL's 74.91 (Table 1). A classifier trained on the gold images alone — 10 % of the training
+# set — could not match ASL trained on all of them, so in the paper's runs the silver images
+# must have contributed gradient: its implementation did not clamp as Algorithm 1 and a
+# two-sided clamp imply. The paper does not say which reading it used; here the two-sided
+# clamp collapses to gold-only at every noise level, and the other readings are compared at
+# $\eta$ = `ablation_noise` in the table above.
+
+# %%
 clamped_galc = float(np.mean(CLAMPED[("GALC-SLR", ETA)]))
-claims.check(clamped_galc > 0.99, "the corrected probabilities of GALC-SLR are clamped to 1 almost everywhere",
-             round(clamped_galc, 3))
-gap = [abs(a - b) for a, b in zip(metric(("GALC-SLR", ETA)), metric(("gold labels only", ETA)))]
-claims.check(max(gap) < 0.5, "GALC-SLR equals training on the gold labels only (within 0.5 mAP)",
-             round(max(gap), 2))
-true_map, asl_map = mean_std(metric(("true C", ETA)))[0], mean_std(metric(("ASL", ETA)))[0]
-claims.check(true_map > mean_std(metric(("gold labels only", ETA)))[0] + 2 and true_map > asl_map - 1.0,
-             "the true C beats gold-only by 2 mAP and matches ASL", round(true_map, 1))
-claims.check(all(mean_std(metric(("true C", ETA), k))[0] > mean_std(metric(("ASL", ETA), k))[0]
-                 for k in ("CF1", "OF1")), "the true C beats ASL on CF1 and OF1")
+claims.ours("during training, GALC-SLR's corrected silver probabilities leave [0, 1] almost everywhere "
+            "(two-sided clamp: no silver gradient)", clamped_galc > 0.99, measured=f"{100 * clamped_galc:.1f} %")
+claims.ours("even a perfect silver classifier gives a Ĉ that puts most silver entries (over 80 %) at the clamp",
+            float(evidence[2][2]) > 80, measured=f"{evidence[2][2]} % of entries at 0 or 1")
+gold_only = metric(("gold labels only", ETA))
+same = paired(gold_only, metric(("GALC-SLR", ETA)))
+claims.ours("GALC-SLR equals training on the gold labels only", same.within(0.5), measured=same)
+for reading, expect in (("GALC-SLR, authors' clamp", False), ("GALC-SLR, normalised", False), ("true C", True)):
+    e = paired(gold_only, metric((reading, ETA)))
+    claims.ours(f"{reading}: the silver images add mAP over gold-only", e.detected(+1), expect=expect, measured=e)
+asl_drop = paired(metric(("ASL", NOISE[0])), metric(("ASL", NOISE[-1])))
+galc_drop = paired(metric(("GALC-SLR", NOISE[0])), metric(("GALC-SLR", NOISE[-1])))
+claims.paper(f"GALC-SLR loses less mAP than ASL from {NOISE[0]:.0%} to {NOISE[-1]:.0%} noise",
+             galc_drop.mean - asl_drop.mean > galc_drop.sd + asl_drop.sd,
+             measured=f"ASL {asl_drop}, GALC-SLR {galc_drop}", paper="ASL -38.10, GALC-SLR -9.60 (COCO, 0 → 60 %)")
+at_eta = paired(metric(("ASL", ETA)), metric(("GALC-SLR", ETA)))
+claims.paper(f"GALC-SLR beats ASL at {ETA:.0%} noise", at_eta.detected(+1), expect=False, measured=at_eta,
+             paper=f"{PAPER_T1[round(ETA, 1)][3] - PAPER_T1[round(ETA, 1)][0]:+.2f} (COCO)")
+at_zero = paired(metric(("ASL", 0.0)), metric(("GALC-SLR", 0.0))) if 0.0 in NOISE else None
+if at_zero is not None:
+    claims.paper("without noise GALC-SLR is on a par with ASL", not at_zero.detected(-1), expect=False,
+                 measured=at_zero, paper="+0.17 (COCO)")
+true_vs_asl = paired(metric(("ASL", ETA)), metric(("true C", ETA)))
+claims.paper(f"with the true C the correction beats ASL at {ETA:.0%} noise", true_vs_asl.detected(+1),
+             expect=False, measured=true_vs_asl,
+             paper=f"{70.30 - PAPER_T1[round(ETA, 1)][0]:+.2f} (COCO, Fig. 6b)")
 galc_range = [mean_std(metric(("GALC-SLR", eta)))[0] for eta in NOISE]
 asl_range = [mean_std(metric(("ASL", eta)))[0] for eta in NOISE]
-claims.check(max(galc_range) - min(galc_range) < 1.0 and asl_range[0] - asl_range[-1] > 3.0,
-             "GALC-SLR stays flat across noise levels while ASL loses more than 3 mAP",
-             f"GALC-SLR range {max(galc_range) - min(galc_range):.2f}, ASL drop {asl_range[0] - asl_range[-1]:.1f}")
 print(f"GALC-SLR mAP across noise levels: {min(galc_range):.1f}-{max(galc_range):.1f}; "
       f"ASL: {asl_range[0]:.1f} at {NOISE[0]:.0%} to {asl_range[-1]:.1f} at {NOISE[-1]:.0%}")
 
@@ -450,7 +509,11 @@ print(f"GALC-SLR mAP across noise levels: {min(galc_range):.1f}-{max(galc_range)
 # paper's nearly is, while ASL's falls. Whether it ends *above* ASL depends on how much the
 # noise costs ASL: on COCO with a fine-tuned TResNet, 40 % noise costs ASL 23 mAP points; with
 # a frozen backbone, which cannot memorise noise, far less (table above) — and training on 10 %
-# of the images costs more than that here.
+# of the images costs more than that here. The thresholded metrics (CF1, OF1 at probability
+# 0.5) compare operating points, not rankings: ASL's focusing on negatives leaves it
+# predicting most labels present at 0.5, so its CF1 hardly varies across seeds. We draw
+# conclusions from mAP only; per-class thresholds chosen on a validation split would be the
+# fair way to compare CF1 and OF1.
 #
 # ## How close is each estimate to the true $C$? (Fig. 4)
 #
@@ -493,8 +556,9 @@ markdown_table([f"estimate at η = {ETA:.0%} ({P['n_seeds']} seeds)", "mean |Ĉ 
 for i, measure in ((1, "diagonal contrast"), (2, "correlation with the true C")):
     galc_i = [d[i] for d in D["GALC-SLR raw"]]
     glc_i = [d[i] for d in D["GLC"]]
-    claims.check(all(a > b for a, b in zip(galc_i, glc_i)), f"GALC-SLR's Ĉ has a higher {measure} than GLC's "
-                 "in every seed", f"{np.mean(galc_i):.3f} vs {np.mean(glc_i):.3f}")
+    e = paired(glc_i, galc_i)
+    claims.paper(f"GALC-SLR's Ĉ is closer to the true C than GLC's ({measure})", e.detected(+1), measured=e,
+                 paper="Fig. 4 (pictures)")
 
 # %% [markdown]
 # ## The trusted set and the single-label pool (Fig. 6b, 6c)
@@ -520,10 +584,11 @@ markdown_table([f"at η = {ETA:.0%}; gold {P['gold_fraction']:.0%} (small: {P['s
 
 # %%
 for cap in CAPS:
-    claims.check(max(abs(a - b) for a, b in zip(metric((f"GALC-SLR-L{cap}", ETA)), metric(("GALC-SLR", ETA))))
-                 < 0.5, f"capping single-label images at {cap} per class changes nothing (within 0.5 mAP)")
-claims.check(mean_std(metric(("GALC-SLR, small gold", ETA)))[0] < mean_std(metric(("GALC-SLR", ETA)))[0],
-             "a smaller gold set lowers GALC-SLR's mAP")
+    e = paired(metric(("GALC-SLR", ETA)), metric((f"GALC-SLR-L{cap}", ETA)))
+    claims.ours(f"capping single-label images at {cap} per class changes nothing (the silver loss is silent)",
+                e.within(0.5), measured=e)
+e = paired(metric(("GALC-SLR", ETA)), metric(("GALC-SLR, small gold", ETA)))
+claims.paper("a smaller gold set lowers GALC-SLR's mAP", e.detected(-1), measured=e, paper="69.94 → 68.73 (Fig. 6b)")
 
 # %% [markdown]
 # ## The memorisation effect (Fig. 6a)
@@ -572,16 +637,24 @@ print({name: f"peak {peak[name]:.1f} at epoch {int(np.argmax(v)) + 1}, last {v[-
 # used at all.
 
 # %%
-claims.check(curves["ASL"][-1] < peak["ASL"] - 1.0, "ASL memorises: its last epoch is 1 mAP below its peak",
-             f"peak {peak['ASL']:.1f}, last {curves['ASL'][-1]:.1f}")
-claims.check(peak["GALC-SLR"] - curves["GALC-SLR"][-1] < peak["ASL"] - curves["ASL"][-1],
-             "GALC-SLR loses less from its peak than ASL")
+claims.paper("ASL memorises noise: its last epoch is more than 1 mAP below its peak (one seed)",
+             curves["ASL"][-1] < peak["ASL"] - 1.0, expect=True,
+             measured=f"peak {peak['ASL']:.1f}, last {curves['ASL'][-1]:.1f}", paper="Fig. 6a")
+claims.paper("GALC-SLR loses less from its peak than ASL (one seed)",
+             peak["GALC-SLR"] - curves["GALC-SLR"][-1] < peak["ASL"] - curves["ASL"][-1], expect=True,
+             measured=f"ASL {peak['ASL'] - curves['ASL'][-1]:.1f}, GALC-SLR {peak['GALC-SLR'] - curves['GALC-SLR'][-1]:.1f}",
+             paper="Fig. 6a")
 
 # %% [markdown]
 # The claims of this chapter, as measured in this run:
 
 # %%
-claims.table()
+claims.table("paper", caption=f"Pene et al. 2021, the paper's claims: {P['dataset']}, {P['image_size']} px, "
+                              f"{P['n_seeds']} seeds; paired Δ ± sd (reproduced: the effect exceeds its spread)")
+
+# %%
+claims.table("ours", caption=f"Pene et al. 2021, our observations: {P['dataset']}, {P['image_size']} px, "
+                             f"{P['n_seeds']} seeds")
 
 # %% [markdown]
 # ## Paper and code
@@ -599,19 +672,23 @@ claims.table()
 #   exact where their `log(clamp(p))` saturates (documented in `losses.asl`).
 # * **Symmetric noise** moves each positive label to a distinct class not present in the image;
 #   images whose labels cover every class keep the surplus (only possible with few classes).
-# * **Quick scale**: frozen attribute-pretrained features, 32 px, 4000 training images, heads
+# * **Quick scale**: frozen features of the shipped ObjectScenes backbone, 32 px, 4000 training images, heads
 #   trained with Adam for a few epochs, caps scaled to our pool; the memorisation run fine-tunes.
 #
 # ## Summary
 #
 # * ASL weighs positives and negatives asymmetrically and drops easy negatives with a margin;
 #   its gradients check out, with and without constant focusing weights.
-# * Forward correction trains through the corruption matrix; with the true matrix it improves
-#   on ASL under noise.
-# * GALC-SLR's regulators make $\Chat$ structurally closer to the truth than GLC's, but the
-#   squashed estimate drives every corrected probability above 1: the noisy labels then carry
-#   no gradient, and GALC-SLR trains on its gold set alone. That explains its flat noise curve,
-#   its resistance to memorisation and its indifference to the single-label pool.
+# * Forward correction trains through the corruption matrix; with the true matrix the silver
+#   images add mAP over the gold images alone, though here not beyond ASL on all images.
+# * GALC-SLR's regulators make $\Chat$ structurally closer to the truth than GLC's, but
+#   Algorithm 1's final sigmoid makes every entry at least one half, so the corrected
+#   probabilities of the silver labels reach the clamp — for any silver classifier, even a
+#   perfect one. The noisy labels then carry no gradient, and GALC-SLR trains on its gold set
+#   alone: that explains its flat noise curve, its resistance to memorisation and its
+#   indifference to the single-label pool. Readings that keep the gradient (the ASL authors'
+#   clamp, a normalised $\Chat$) do worse than the gold set alone; the paper's 0 % row
+#   implies its implementation kept a gradient that helped.
 #
 # ## Exercises
 #

@@ -77,7 +77,8 @@ from IPython.display import Markdown, display
 from mlrobust.bench import (BenchSettings, bench_inference, bench_loading, bench_methods, bench_train_step,
                             device_name, format_table)
 from mlrobust.engine import resolve_device
-from mlrobust.notebook import Claims, markdown_table, resolve_parameters
+from mlrobust.claims import Claims
+from mlrobust.notebook import markdown_table, resolve_parameters
 
 P = resolve_parameters("full_scale", scale, dict(
     device=device, backbones=backbones, batch_size=batch_size, steps=steps, warmup=warmup, rounds=rounds,
@@ -152,8 +153,8 @@ display(Markdown(f"Device: {device_name(DEVICE)}; torch {torch.__version__}; bat
 train_rate = {(r.backbone, r.image_size): r.images_per_s for r in speed if r.what.startswith("train")}
 infer_rate = {(r.backbone, r.image_size): r.images_per_s for r in speed if r.what.startswith("inference")}
 for key in train_rate:
-    claims.check(infer_rate[key] > train_rate[key], f"inference is faster than training ({key[0]} at {key[1]} px)",
-                 f"{infer_rate[key]:.0f} vs {train_rate[key]:.0f} img/s")
+    claims.ours(f"inference is faster than training ({key[0]} at {key[1]} px)", infer_rate[key] > train_rate[key],
+                measured=f"{infer_rate[key]:.0f} vs {train_rate[key]:.0f} img/s")
 name, size = SPECS[0]
 coco_epoch = 82_783 / train_rate[(name, size)]
 print(f"one epoch over COCO train2014 (82,783 images) with {name} at {size} px on this device: "
@@ -172,8 +173,8 @@ loading = [bench_loading(P["loading_dataset"], P["batch_size"], P["workers"], st
                          augment=policy, image_size=SPECS[0][1], data_root=P["data_root"])
            for policy in ("none", "flip", "strong")]
 slowest = min(r.images_per_s for r in loading)
-claims.check(slowest > train_rate[SPECS[0]], "data loading with the strongest augmentation outpaces the training step",
-             f"{slowest:.0f} vs {train_rate[SPECS[0]]:.0f} img/s")
+claims.ours("data loading with the strongest augmentation outpaces the training step", slowest > train_rate[SPECS[0]],
+            measured=f"{slowest:.0f} vs {train_rate[SPECS[0]]:.0f} img/s")
 display(Markdown(format_table(loading, ["what", "image_size", "batch_size", "images_per_s", "step_ms"])))
 
 # %% [markdown]
@@ -208,7 +209,7 @@ markdown_table(["paper, setting", "mAP (%)"], [
 ])
 
 # %% [markdown]
-# The claims of this page, as measured in this build:
+# The observations of this page, as measured in this build:
 
 # %%
-claims.table()
+claims.table("ours", caption=f"Speed on {DEVICE} (this build)")
