@@ -496,7 +496,7 @@ markdown_table(["known labels", "gain of the partial-BCE at the same learning ra
 # (and a weight decay divided by $g(q)$, since the decay term is not rescaled); only the
 # spread of $\py$ across images (and momentum's interaction with it) makes a difference. The
 # "$g(0.1)$ sweep" below is then, to first order, a learning-rate sweep. A fair comparison tunes
-# the learning rate of **both** losses, at every proportion, on a validation split: here
+# the learning rate of **both** losses, at the lowest proportion and at 50 %, on a validation split: here
 # `n_val` training images held out (`data.hold_out`) with labels hidden by the same protocol,
 # factors `lr_factors` of the chapter's learning rate, chosen on seed 0 and then run on every
 # seed.
