@@ -88,3 +88,15 @@ def test_citations_resolve() -> None:
     cited = {k.strip() for t in texts for group in re.findall(r"\{cite:[pt]\}`([^`]+)`", t) for k in group.split(",")}
     assert cited, "no citation found"
     assert cited <= keys, f"cited but not in references.bib: {sorted(cited - keys)}"
+
+
+@pytest.mark.parametrize("notebook", [c for c in CHAPTERS if c.stem != "full_scale"], ids=lambda p: p.stem)
+def test_claims_tables_are_compared_on_re_execution(notebook: Path) -> None:
+    """nbval re-executes every chapter; the cells that print its claims tables are tagged
+    nbval-check-output, so a re-execution whose numbers differ from the committed notebook's
+    fails (full_scale's table holds machine-dependent speeds and is left out)."""
+    cells = [c for c in jupytext.read(notebook).cells if c.cell_type == "code" and "claims.table(" in c.source]
+    assert cells, f"{notebook.name} prints no claims table"
+    for cell in cells:
+        assert "nbval-check-output" in cell.metadata.get("tags", []), (
+            f"{notebook.name}: the cell `{cell.source.splitlines()[0]}` is not compared by nbval")

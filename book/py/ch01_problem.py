@@ -584,7 +584,7 @@ markdown_table(["setting", "Δ test mAP vs all labels, paired by seed (mean ± s
 # * **half the labels flipped** (`clean = 0.5`, a pure-noise control): the network should
 #   collapse towards random.
 
-# %%
+# %% tags=["nbval-check-output"]
 test = splits.test
 flipped = []
 for seed in range(P["n_seeds"]):
@@ -653,7 +653,7 @@ if hasattr(test, "scenes"):
 # %% [markdown]
 # Our observations in this chapter, as measured in this run:
 
-# %%
+# %% tags=["nbval-check-output"]
 claims.table("ours", caption=f"Chapter 1 observations: {P['dataset']}, {P['image_size']} px, "
                              f"{P['n_seeds']} seeds")
 

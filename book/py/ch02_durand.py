@@ -843,11 +843,11 @@ if P["frozen"]:
 # %% [markdown]
 # The paper's claims, as measured in this run, then our own observations:
 
-# %%
+# %% tags=["nbval-check-output"]
 claims.table("paper", caption=f"Durand et al. 2019, the paper's claims: {P['dataset']}, {P['image_size']} px, "
                               f"{len(SEEDS)} seeds; paired Δ ± sd (reproduced: the effect exceeds its spread)")
 
-# %%
+# %% tags=["nbval-check-output"]
 claims.table("ours", caption=f"Durand et al. 2019, our observations: {P['dataset']}, {P['image_size']} px, "
                              f"{len(SEEDS)} seeds")
 

@@ -648,11 +648,11 @@ claims.paper("GALC-SLR loses less from its peak than ASL (one seed)",
 # %% [markdown]
 # The claims of this chapter, as measured in this run:
 
-# %%
+# %% tags=["nbval-check-output"]
 claims.table("paper", caption=f"Pene et al. 2021, the paper's claims: {P['dataset']}, {P['image_size']} px, "
                               f"{P['n_seeds']} seeds; paired Δ ± sd (reproduced: the effect exceeds its spread)")
 
-# %%
+# %% tags=["nbval-check-output"]
 claims.table("ours", caption=f"Pene et al. 2021, our observations: {P['dataset']}, {P['image_size']} px, "
                              f"{P['n_seeds']} seeds")
 
