@@ -11,7 +11,15 @@ from typing import Any
 
 import torch
 
-__all__ = ["atomic_save", "atomic_write_text"]
+__all__ = ["atomic_save", "atomic_write_text", "default_file_mode"]
+
+
+def default_file_mode() -> int:
+    """The permissions a plain ``open(path, "w")`` would give a new file (0o666 less the
+    umask): temporary files are created 0600, which results must not keep."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def _atomic_replace(path: Path, write: Any) -> None:
@@ -22,6 +30,7 @@ def _atomic_replace(path: Path, write: Any) -> None:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, default_file_mode())
         os.replace(tmp, path)  # atomic on POSIX and Windows within one filesystem
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -18,6 +18,7 @@ network that first learns to name one large object per image learns the objects.
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .atomic import default_file_mode
 from .data.objectscenes import RADIUS_RANGE, ObjectScenes
 from .engine import Trainer, TrainConfig
 from .losses import softmax_ce
@@ -120,6 +122,7 @@ def save_weights(backbone: nn.Module, path: str | Path) -> str:
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         save_file(state, str(tmp), metadata={"format": "pt"})
+        os.chmod(tmp, default_file_mode())
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)

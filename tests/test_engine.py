@@ -463,3 +463,15 @@ def test_a_dataset_missing_a_protocol_member_is_named(tiny_data) -> None:
     with pytest.raises(TypeError, match="train_set \\(Bare\\) lacks kind, in_memory, load_batch"):
         Trainer(create_model("cnn_s", 24), SupervisedMethod(losses.bce), Bare(), tiny_data.train.labels,
                 TrainConfig(progress=False))
+
+
+def test_results_files_get_the_users_normal_permissions(tmp_path) -> None:
+    import os
+    import stat
+
+    from mlrobust.atomic import atomic_save, atomic_write_text, default_file_mode
+
+    atomic_write_text("x", tmp_path / "metrics.json")
+    atomic_save({"w": torch.ones(1)}, tmp_path / "checkpoint.pt")
+    for name in ("metrics.json", "checkpoint.pt"):
+        assert stat.S_IMODE(os.stat(tmp_path / name).st_mode) == default_file_mode(), name
