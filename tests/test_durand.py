@@ -324,6 +324,6 @@ def test_dense_labels_on_the_labelled_subset(feature_splits) -> None:
     result = run_experiment(cfg, data=feature_splits, write=False)
     trainer = result.trainer
     assert len(trainer.train_set) == 24 and (trainer.train_labels != 0).all()
-    cfg.data.protocol_args = {"known": 0.0}
+    method = trainer.method
     with pytest.raises(ValueError, match="labelled_only: no training image has a known label"):
-        run_experiment(cfg, data=feature_splits, write=False)
+        method.training_data(feature_splits.train, torch.zeros_like(feature_splits.train.labels))
