@@ -63,7 +63,7 @@
 
 # %% tags=["parameters"]
 # Parameters (papermill). None means "the value for the chosen scale", read from
-# params/ch01_problem.yaml: "quick" runs in about 3 minutes on 2 CPU cores, "full" is a
+# params/ch01_problem.yaml: "quick" runs in about 4 minutes on 2 CPU cores, "full" is a
 # paper-scale run for a GPU (ResNet-101 at 448 px, 20 epochs).
 scale = "quick"
 dataset = None
