@@ -39,6 +39,12 @@ __all__ = [
     "bn_bce",
     "asl",
     "softmax_ce",
+    "hinge",
+    "ramp",
+    "rank_weight",
+    "warp_ranks",
+    "warp",
+    "rml",
     "LOSSES",
     "register_loss",
     "create_loss",
@@ -417,6 +423,154 @@ def asl(x: Tensor, y: Tensor, gamma_pos: float = 0.0, gamma_neg: float = 4.0, cl
     if reduction == "mean":
         total = total / (pos | neg).sum().clamp(min=1).to(total.dtype)
     return total
+
+
+# --------------------------------------------------------------------------- ranking losses (Cevikalp et al. 2019)
+#
+# Scores here are raw (linear) outputs, not probabilities: WARP and the ramp losses compare
+# them with margins of 1, as the paper's SVM-style objective (Eq. 1) does.
+
+RANK_ROUNDINGS = ("floor", "round")
+_EULER_GAMMA = 0.5772156649015329
+
+
+def hinge(t: Tensor, a: float = 1.0) -> Tensor:
+    """The hinge loss H_a(t) = max(0, a - t) (Cevikalp et al. 2019, §2.1)."""
+    return (a - t).clamp(min=0)
+
+
+def ramp(t: Tensor, s: float = -0.8, beta: float = 1.0) -> Tensor:
+    """The ramp loss R_s(t) = min(1 - s, max(0, 1 - t)) = H_1(t) - H_s(t), with -1 < s <= 0
+    (Cevikalp et al. 2019, §2.1; s = -0.8 in their experiments).
+
+    It equals the hinge H_1 for t >= s and stays at 1 - s below: a pair or a label however
+    badly violated costs at most 1 - s, so a mislabelled one cannot dominate the gradient.
+    ``beta`` < 1 gives the released code's "soft" ramp H_1 - beta·H_s, whose slope past the
+    ramp is 1 - beta instead of 0 (beta = 0.9 in ``bbenligiray/rml-cnn``).
+    """
+    return hinge(t, 1.0) - beta * hinge(t, s)
+
+
+def rank_weight(r: Tensor) -> Tensor:
+    """L(r) = sum_{j=1..r} 1/j, the WARP rank weight with alpha_j = 1/j (Cevikalp et al.
+    2019, Eq. 2; Weston et al. 2011); L(0) = 0. ``r`` is an integer tensor, r >= 0.
+
+    Computed as the harmonic number H_r = digamma(r + 1) + Euler's gamma in float64 (exact to
+    rounding), elementwise on the device, with no table and no host synchronisation."""
+    return torch.special.digamma(r.to(torch.float64) + 1.0) + _EULER_GAMMA
+
+
+def warp_ranks(scores: Tensor, y: Tensor, *, rounding: str = "floor",
+               generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    """The sampled WARP rank r_j of every positive label (Cevikalp et al. 2019, Eq. 3).
+
+    For positive j of image i, the negatives k of that image are drawn one by one in random
+    order (without replacement, as the released code shuffles them) until the first
+    *violation*, 1 - f_j + f_k >= 0. With q the number of draws, r_j = floor((m - 1) / q),
+    m the number of classes: a positive that few negatives beat needs many draws and gets a
+    small rank. ``rounding="round"`` is the released code's round((m - 1) / q). When no
+    negative violates, q is the number of negatives + 1 (the code's convention); such a
+    positive has no violated pair, so its weight multiplies nothing.
+
+    Vectorised: every (image, positive, negative) triple gets a uniform key; the first
+    violation is the violating negative of smallest key, and q - 1 counts the
+    non-violating negatives whose key is smaller. Memory is O(N·C²): meant for C up to a few
+    hundred (the paper's 80-81 classes), not for thousands of classes.
+
+    Returns ``(r, q)``, int64 (N, C) tensors, 0 where the label is not a known positive.
+    Draws come from ``generator`` (on the scores' device) or torch's default generator (which
+    the trainer seeds per epoch, so a resumed run draws the same numbers).
+    """
+    if rounding not in RANK_ROUNDINGS:
+        raise ValueError(f"rounding must be one of {RANK_ROUNDINGS}, got {rounding!r}")
+    n, m = scores.shape
+    f = scores.detach()
+    pos, neg = y == 1, y == -1
+    # violation[i, j, k]: 1 - f_ij + f_ik >= 0, for a known negative k
+    violation = ((1.0 - f[:, :, None] + f[:, None, :]) >= 0) & neg[:, None, :]
+    keys = torch.rand((n, m, m), generator=generator, device=f.device)
+    first = torch.where(violation, keys, torch.full_like(keys, 2.0)).amin(dim=2, keepdim=True)
+    q = 1 + ((keys < first) & neg[:, None, :] & ~violation).sum(dim=2)
+    ratio = (m - 1) / q.to(torch.float64)
+    r = torch.floor(ratio) if rounding == "floor" else torch.round(ratio)
+    zero = torch.zeros((), dtype=torch.int64, device=f.device)
+    return torch.where(pos, r.to(torch.int64), zero), torch.where(pos, q, zero)
+
+
+def _pair_terms(scores: Tensor, y: Tensor, loss: Callable[[Tensor], Tensor], rounding: str,
+                generator: torch.Generator | None) -> Tensor:
+    """Per image: sum over positives j and negatives k of L(r_j)·loss(f_j - f_k)."""
+    r, _ = warp_ranks(scores, y, rounding=rounding, generator=generator)
+    weight = rank_weight(r).to(scores.dtype)  # a constant: r is piecewise constant in the scores
+    pairs = (y == 1)[:, :, None] & (y == -1)[:, None, :]
+    diff = scores[:, :, None] - scores[:, None, :]
+    per_pair = torch.where(pairs, loss(diff), scores.new_zeros(()))
+    return (weight * per_pair.sum(dim=2)).sum(dim=1)
+
+
+def _check_ranking_inputs(scores: Tensor, y: Tensor, name: str, reduction: str, rounding: str) -> Tensor:
+    _check_inputs(scores, y, name)
+    _check_reduction(reduction)
+    if rounding not in RANK_ROUNDINGS:
+        raise ValueError(f"rank_rounding must be one of {RANK_ROUNDINGS}, got {rounding!r}")
+    return _at_least_float32(scores)
+
+
+@register_loss("warp")
+def warp(scores: Tensor, y: Tensor, *, rank_rounding: str = "floor", generator: torch.Generator | None = None,
+         reduction: str = "mean") -> Tensor:
+    """WARP, weighted approximate-rank pairwise loss (Weston et al. 2011; Gong et al. 2014),
+    the baseline of Cevikalp et al. 2019 (Eq. 1 with the hinge instead of the ramp, without
+    the κ term):
+
+        loss_i = sum_{j positive} sum_{k negative} L(r_j) · H_1(f_j - f_k),
+
+    with r_j sampled by :func:`warp_ranks` and L from :func:`rank_weight`; unknown labels
+    (0) are neither positive nor negative. ``reduction`` "mean" over images (Eq. 7 divides by
+    the number of images), "sum" or "none" (N,).
+    """
+    x = _check_ranking_inputs(scores, y, "scores", reduction, rank_rounding)
+    per_image = _pair_terms(x, y, hinge, rank_rounding, generator)
+    return _reduce(per_image, per_image.mean(), reduction)
+
+
+@register_loss("rml")
+def rml(scores: Tensor, y: Tensor, *, s: float = -0.8, kappa: float = 5.0, beta: float = 1.0,
+        rank_rounding: str = "floor", weights: Tensor | None = None, generator: torch.Generator | None = None,
+        reduction: str = "mean") -> Tensor:
+    """The robust multi-label (RML) loss of Cevikalp, Benligiray, Gerek, Saribas 2019, Eq. 1
+    without the trace term (the deep network's weight decay takes its place, §2.3), and with
+    per-image weights s_i, Eq. 6:
+
+        loss_i = s_i · [ sum_{j pos} sum_{k neg} L(r_j) R_s(f_j - f_k)
+                         + kappa · sum_{j known} R_s(y_ij f_j) ],
+
+    R_s from :func:`ramp` (s = -0.8), kappa = 5 (§2.4), r_j from :func:`warp_ranks`. The
+    first term ranks every positive above every negative by a margin; the second asks each
+    score to be > 1 for a positive and < -1 for a negative, so the scores can be thresholded
+    at 0. Both are bounded. Autograd of this form gives the paper's gradients, Eq. 7-8
+    (a test checks them in float64).
+
+    ``weights``: s_i (N,), e.g. the heat-kernel weights of propagated labels (1 for labelled
+    images, the default). ``beta=0.9, rank_rounding="round"`` is the released code's variant
+    (:func:`ramp`, :func:`warp_ranks`). ``reduction`` as in :func:`warp`.
+    """
+    x = _check_ranking_inputs(scores, y, "scores", reduction, rank_rounding)
+    s, kappa, beta = (_check_number(v, name) for v, name in ((s, "s"), (kappa, "kappa"), (beta, "beta")))
+    if not -1.0 < s <= 0.0:
+        raise ValueError(f"s must be in (-1, 0] (Cevikalp et al. 2019, §2.1), got {s}")
+    if kappa < 0 or not 0.0 <= beta <= 1.0:
+        raise ValueError(f"kappa must be >= 0 and beta in [0, 1], got kappa={kappa}, beta={beta}")
+    ramp_s = functools.partial(ramp, s=s, beta=beta)
+    pair = _pair_terms(x, y, ramp_s, rank_rounding, generator)
+    signed = x * y.to(x.dtype)  # y_ij f_j; unknown entries are masked below
+    margin = torch.where(y != 0, ramp_s(signed), x.new_zeros(())).sum(dim=1)
+    per_image = pair + kappa * margin
+    if weights is not None:
+        if weights.shape != (x.shape[0],):
+            raise ValueError(f"weights must have shape (N,) = ({x.shape[0]},), got {tuple(weights.shape)}")
+        per_image = per_image * weights.to(x.dtype)
+    return _reduce(per_image, per_image.mean(), reduction)
 
 
 # --------------------------------------------------------------------------- aliases and lookup

@@ -6,10 +6,12 @@ matrices) and its benchmark cases — registered by name in :data:`METHODS`.
 ``supervised``     a loss on the observed labels (:mod:`.supervised`)
 ``curriculum``     Durand et al. 2019, curriculum relabeling (:mod:`.durand`)
 ``gold_correction``  Pene et al. 2021, GALC-SLR / GLC (:mod:`.pene`)
+``ss_rml``         Cevikalp et al. 2019, SS-RML label propagation (:mod:`.cevikalp`)
+``rmlc``           Cevikalp et al. 2019, RML with the trace term on fixed features
 =================  ===========================================================
 """
 
-from . import durand, pene, supervised  # noqa: F401  (each registers its methods and bench cases)
+from . import cevikalp, durand, pene, supervised  # noqa: F401  (each registers its methods and bench cases)
 from .base import (BENCH_CASES, METHODS, BenchCase, FitFn, MethodContext, MethodSpec, NoArgs, build_method,
                    create_method, register_bench_case, register_method)
 from .supervised import SupervisedMethod
