@@ -329,7 +329,7 @@ for name, (loss, args) in LOSSES.items():
         tuning[name, lr] = float(np.mean(scores))
     BEST_LR[name] = max((lr for (n, lr) in tuning if n == name), key=lambda lr: tuning[name, lr])
 markdown_table(["loss", "learning rate", "validation top-3 CF1 (mean of clean and corrupted)", "chosen"],
-               [[n, lr, f"{v:.1f}", "✓" if BEST_LR[n] == lr else ""] for (n, lr), v in tuning.items()],
+               [[n, f"{lr:g}", f"{v:.1f}", "✓" if BEST_LR[n] == lr else ""] for (n, lr), v in tuning.items()],
                caption=f"{P['dataset']}, validation split of {len(val)} images, seed 0")
 
 # %% [markdown]
@@ -604,11 +604,14 @@ claims.paper("softmax ≳ RML on single-label data (pretrained): softmax not bel
 # and no kernel at all ($s_i = 1$).
 
 # %%
-heat_rows = []
-for key, records in PROP.items():
-    heat_rows.append([key[0], key[1], key[2], fmt_mean_std([100 * r["precision"] for r in records]),
-                      fmt_mean_std([r.get("w_in", math.nan) for r in records], 2),
-                      fmt_mean_std([r.get("w_out", math.nan) for r in records], 2)])
+def weight_cell(records: list[dict], key: str) -> str:
+    """Mean ± sd of a weight over seeds, or a dash where the run has no such images."""
+    v = [r.get(key, math.nan) for r in records]
+    return "–" if any(math.isnan(x) for x in v) else fmt_mean_std(v, 2)
+
+
+heat_rows = [[key[0], key[1], key[2], fmt_mean_std([100 * r["precision"] for r in records]),
+              weight_cell(records, "w_in"), weight_cell(records, "w_out")] for key, records in PROP.items()]
 markdown_table(["method", "initialisation", "t", "pseudo-label precision (%)", "mean s, in-set", "mean s, distractors"],
                heat_rows, caption=f"Label propagation at its last refresh: {P['dataset']}, {P['n_seeds']} seeds")
 
