@@ -306,13 +306,15 @@ class Trainer:
             loss, logits = self.method.training_loss(self, batch)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        grads = [p.grad for p in self.module.parameters() if p.grad is not None]
-        grad_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))) if grads else loss.new_zeros(())
+        if self.config.grad_clip is not None:  # returns the norm before clipping: computed once
+            grad_norm = nn.utils.clip_grad_norm_(self.module.parameters(), self.config.grad_clip)
+        else:
+            grads = [p.grad for p in self.module.parameters() if p.grad is not None]
+            grad_norm = (torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))) if grads
+                         else loss.new_zeros(()))
         # watched with the loss: a diverging model can keep a finite loss for a while
         self._watch.append(torch.stack([loss.detach().float(), logits.detach().abs().amax().float(),
                                         grad_norm.detach().float()]))
-        if self.config.grad_clip is not None:
-            nn.utils.clip_grad_norm_(self.module.parameters(), self.config.grad_clip)
         self.optimizer.step()
         self.scheduler.step()
         self.global_step += 1

@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from .._validate import check_labels
+from ..data import Subset
 from ..engine import Batch, Hook, Method, Trainer
 from ..losses import create_loss, rml
 from ..options import Options, check
@@ -68,6 +69,13 @@ def nearest_labelled(query: Tensor, reference: Tensor, chunk: int = 4096) -> tup
     return torch.cat(dist).to(query.dtype), torch.cat(index)
 
 
+def _check_t(value: object) -> bool:
+    """A valid bandwidth rule: a positive finite number or a name in :data:`T_RULES`."""
+    if isinstance(value, str):
+        return value in T_RULES
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+
+
 def heat_kernel_scale(d: Tensor, rule: str | float, n_labelled: int, n_total: int) -> float:
     """The bandwidth t of the heat kernel s = exp(-d / t) (Eq. 5), which the paper leaves
     open. ``rule``:
@@ -77,12 +85,10 @@ def heat_kernel_scale(d: Tensor, rule: str | float, n_labelled: int, n_total: in
     * ``"code"``: the released code's t = mean(d) · n_unlabelled / n_total;
     * a positive number: that t.
     """
-    if isinstance(rule, (int, float)) and not isinstance(rule, bool):
-        if not (math.isfinite(rule) and rule > 0):
-            raise ValueError(f"the heat-kernel scale t must be a positive number, got {rule}")
+    if not _check_t(rule):
+        raise ValueError(f"the heat-kernel scale t must be a positive number or one of {T_RULES}, got {rule!r}")
+    if not isinstance(rule, str):
         return float(rule)
-    if rule not in T_RULES:
-        raise ValueError(f"t must be a positive number or one of {T_RULES}, got {rule!r}")
     if d.numel() == 0:
         return 1.0
     if rule == "median":
@@ -190,7 +196,8 @@ class SSRMLMethod(Method):
         check_labels(observed, "observed", zero_means="unknown")
         if not bool((observed != 0).any()):
             raise ValueError("ss_rml needs at least one labelled image to propagate from")
-        heat_kernel_scale(torch.ones(1), t, 1, 2)  # reject a bad t now, not at the first refresh
+        if not _check_t(t):  # now, not at the first refresh
+            raise ValueError(f"the heat-kernel scale t must be a positive number or one of {T_RULES}, got {t!r}")
         self.observed, self.t = observed.cpu(), t
         self.loss_args = dict(loss_args or {})
         create_loss("rml", **self.loss_args)  # reject bad options now
@@ -203,7 +210,9 @@ class SSRMLMethod(Method):
 
     def training_loss(self, trainer: Trainer, batch: Batch) -> tuple[Tensor, Tensor]:
         logits = trainer.model(batch.images)
-        weights = self.weights.to(logits.device)[batch.index.to(logits.device)]
+        if self.weights.device != logits.device:  # once per run (or resume), not every step
+            self.weights = self.weights.to(logits.device)
+        weights = self.weights[batch.index.to(logits.device)]
         return rml(logits, batch.targets, weights=weights, **self.loss_args), logits
 
     def state_dict(self) -> dict[str, Any]:
@@ -222,12 +231,6 @@ class _WarmStart(Hook):
     def on_fit_start(self, trainer: Trainer) -> None:
         if trainer.epoch == 0 and self.method.init_state is not None:
             trainer.module.load_state_dict(self.method.init_state)
-
-
-def _check_t(value: object) -> bool:
-    if isinstance(value, str):
-        return value in T_RULES
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
 
 
 @dataclass
@@ -260,7 +263,6 @@ def ss_rml(ctx: MethodContext, args: SSRMLArgs) -> Method:
     if args.warm_start_epochs > 0:
         if ctx.fit is None:
             raise ValueError("ss_rml: a warm start needs the run's fit helper")
-        from ..data import Subset  # the method layer may use data; imported here to keep the top light
         keep = (ctx.observed != 0).any(dim=1).nonzero()[:, 0]
         labelled = Subset(ctx.splits.train, keep, ctx.observed[keep])
         warm = ctx.fit(labelled, ctx.observed[keep], SupervisedMethod(ctx.loss()))
