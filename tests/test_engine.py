@@ -475,3 +475,22 @@ def test_results_files_get_the_users_normal_permissions(tmp_path) -> None:
     atomic_save({"w": torch.ones(1)}, tmp_path / "checkpoint.pt")
     for name in ("metrics.json", "checkpoint.pt"):
         assert stat.S_IMODE(os.stat(tmp_path / name).st_mode) == default_file_mode(), name
+
+
+def test_grad_clip_watches_the_norm_before_clipping(tiny_data) -> None:
+    """With ``grad_clip`` the step clips the gradients and the divergence guard still sees
+    the unclipped norm (one computation, clip_grad_norm_'s return value)."""
+    cfg = TrainConfig(epochs=1, batch_size=32, lr=0.05, progress=False, grad_clip=1e-3)
+    trainer = make_trainer(tiny_data, None, cfg)
+    seen = []
+
+    class Recorder(Hook):
+        def on_batch_end(self, trainer, batch, logits, loss) -> None:
+            grads = [p.grad for p in trainer.module.parameters() if p.grad is not None]
+            seen.append(float(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads]))))
+
+    trainer.hooks.append(Recorder())
+    trainer.fit()
+    watched = [float(w[2]) for w in trainer._watch]
+    assert all(s <= 1e-3 * (1 + 1e-4) for s in seen)  # clipped before the optimiser step
+    assert all(w > 1e-3 for w in watched)  # the guard saw the norm before clipping
