@@ -394,7 +394,7 @@ for size in SIZES:
                  expect=False, measured=effect, paper="Fig. 3; Table 4: 71.5 vs 63.2 (clean COCO)")
 more_data = paired(values(("RML", min(SIZES), top_noise), "CF1"), values(("RML", big, top_noise), "CF1"))
 claims.paper("more data (20 % vs 10 %) helps at the highest noise level (RML, top-3 CF1)", more_data.detected(),
-             measured=more_data, paper="Fig. 3: a constant improvement")
+             measured=more_data, paper="Fig. 3: a constant improvement");
 
 # %% [markdown]
 # In top-3 CF1, the metric the released code tunes for, RML is above WARP by more than the
@@ -430,7 +430,7 @@ no_kappa = paired(values(("RML", big, top_noise), "mAP"), values(("RML, kappa = 
 claims.ours(f"the hard-ramp kappa term costs the mAP: RML without it is better ({top_noise:.0%} corrupted)",
             no_kappa.detected(), measured=no_kappa)
 claims.ours("the released code's soft ramp (slope 0.1 past s) recovers mAP over the paper's hard ramp",
-            code_vs_paper.detected(), measured=code_vs_paper)
+            code_vs_paper.detected(), measured=code_vs_paper);
 
 # %% [markdown]
 # The culprit is the **bounded per-label term**: once a positive's score falls below $s$ it
@@ -469,7 +469,7 @@ markdown_table(["loss", "corrupted images", "clean images", "ratio corrupted / c
 # %%
 ratio_change = paired([c / k for c, k in GRAD["WARP"]], [c / k for c, k in GRAD["RML"]])
 claims.ours("the ramp lowers the corrupted images' pull relative to the clean ones by more than 0.5 (ratio)",
-            ratio_change.mean + ratio_change.sd < -0.5, expect=False, measured=ratio_change)
+            ratio_change.mean + ratio_change.sd < -0.5, expect=False, measured=ratio_change);
 
 # %% [markdown]
 # ## Semi-supervised learning (§2.2-2.3, Tables 1-2)
@@ -590,7 +590,7 @@ claims.paper("RML > WARP on single-label data (pretrained)", warp_gap.detected()
              paper="Table 1: 89.2 vs 85.4")
 soft_gap = paired(A["RML", "pretrained"], A["softmax", "pretrained"])
 claims.paper("softmax ≳ RML on single-label data (pretrained): softmax not below RML", soft_gap.mean > -soft_gap.sd,
-             measured=soft_gap, paper="Table 1: 89.3 vs 89.2")
+             measured=soft_gap, paper="Table 1: 89.3 vs 89.2");
 
 # %% [markdown]
 # ### The heat kernel's job
@@ -625,7 +625,7 @@ claims.ours("... but the difference in weight is below 0.1 (on weights of about 
 kernel_vs_none = paired(A["SS-RML, with distractors", "pretrained", "none (s = 1)"],
                         A["SS-RML, with distractors", "pretrained", "median"])
 claims.ours("with distractors, the heat kernel (median t) beats no kernel (s = 1)", kernel_vs_none.detected(),
-            expect=False, measured=kernel_vs_none)
+            expect=False, measured=kernel_vs_none);
 
 # %% [markdown]
 # In this feature space the kernel separates the two only slightly: distractor scenes lie
