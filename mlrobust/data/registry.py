@@ -96,6 +96,14 @@ class Subset(DatasetBase):
     def load_batch(self, index: Tensor, device: torch.device | str = "cpu") -> Tensor:
         return self.base.load_batch(self.index[index.cpu()], device)
 
+    @property
+    def view_draws(self) -> dict[str, int]:
+        """The base's stored augmented feature views (feature datasets; none otherwise)."""
+        return getattr(self.base, "view_draws", {})
+
+    def load_view(self, policy: str, draw: Tensor, index: Tensor, device: torch.device | str = "cpu") -> Tensor:
+        return self.base.load_view(policy, draw, self.index[index.cpu()], device)
+
 
 def hold_out(dataset: LabelledDataset, n: int, seed: int) -> tuple[Subset, Subset]:
     """Split ``dataset`` at random into (the other images, ``n`` held-out images): a validation

@@ -9,7 +9,8 @@ Images travel as uint8 and become float on the device: in-memory datasets serve 
 batches (the embedded benchmark renders straight onto the device), datasets read from disk
 go through a DataLoader with workers and pinned memory. Augmentation and normalisation run
 on whole batches on the device. A :class:`Batch` keeps the raw uint8 images, so a method
-can ask for more views of them (weak and strong, say), each from its own seeded stream.
+can ask for more views of them (weak and strong, say), each from its own seeded stream;
+a batch of frozen feature maps picks among the augmented copies its dataset stores.
 """
 
 from __future__ import annotations
@@ -26,10 +27,16 @@ from ..data.dataset import LabelledDataset
 from ..data.preprocess import Preprocess
 from ..seeding import derive_seed
 
-__all__ = ["Batch", "ViewMaker", "epoch_order", "BatchLoader", "split_batches", "epoch_augmentation"]
+__all__ = ["Batch", "ViewMaker", "FeatureViewMaker", "epoch_order", "BatchLoader", "split_batches", "epoch_augmentation"]
 
 # purposes of the derived seeds of a run (seed, epoch, purpose, ...): one stream each
 ORDER_STREAM, AUGMENT_STREAM, DROPOUT_STREAM, VIEW_STREAM = 0, 1, 2, 3
+
+
+def _view_generator(seed: int, epoch: int, step: int, policy: str, k: int, rank: int) -> torch.Generator:
+    """The stream (seed, epoch, VIEW_STREAM, step, policy, k, rank) of one view of a batch."""
+    key = (seed, epoch, VIEW_STREAM, step, zlib.crc32(policy.encode()), k, rank)
+    return torch.Generator().manual_seed(derive_seed(*key))
 
 
 @dataclass
@@ -44,12 +51,34 @@ class ViewMaker:
     step: int
     rank: int = 0
 
-    def __call__(self, raw: Tensor, policy: str, k: int = 0) -> Tensor:
+    def __call__(self, batch: Batch, policy: str, k: int = 0) -> Tensor:
+        if batch.raw is None:
+            return batch.images
         if policy == "none":
-            return self.preprocess(raw, None)
-        key = (self.seed, self.epoch, VIEW_STREAM, self.step, zlib.crc32(policy.encode()), k, self.rank)
-        params = draw_params(raw.shape[0], policy, torch.Generator().manual_seed(derive_seed(*key)))
-        return self.preprocess(raw, params.to(raw.device))
+            return self.preprocess(batch.raw, None)
+        generator = _view_generator(self.seed, self.epoch, self.step, policy, k, self.rank)
+        params = draw_params(batch.raw.shape[0], policy, generator)
+        return self.preprocess(batch.raw, params.to(batch.raw.device))
+
+
+@dataclass
+class FeatureViewMaker:
+    """Views of a batch of frozen feature maps: for each image, one of the augmented copies
+    the dataset stores for the policy (``FeatureMaps.views``), picked from the same stream a
+    :class:`ViewMaker` draws from. A policy with no stored copies is an error that lists the
+    stored ones."""
+
+    dataset: LabelledDataset
+    seed: int
+    epoch: int
+    step: int
+    rank: int = 0
+
+    def __call__(self, batch: Batch, policy: str, k: int = 0) -> Tensor:
+        draws = self.dataset.view_draws.get(policy, 1)
+        pick = torch.randint(draws, (len(batch.index),), generator=_view_generator(
+            self.seed, self.epoch, self.step, policy, k, self.rank))
+        return self.dataset.load_view(policy, pick, batch.index, batch.images.device)
 
 
 @dataclass
@@ -67,14 +96,15 @@ class Batch:
     targets: Tensor  # int8 (B, C)
     index: Tensor  # int64 (B,)
     raw: Tensor | None = None  # uint8 (B, 3, H, W) on the device
-    views: ViewMaker | None = field(default=None, repr=False)
+    views: ViewMaker | FeatureViewMaker | None = field(default=None, repr=False)
 
     def view(self, policy: str, k: int = 0) -> Tensor:
         """The images augmented by ``policy`` ("none", "flip", "weak", "strong" or any
-        registered policy) and normalised; ``k`` numbers independent draws of one policy."""
-        if self.views is None or self.raw is None:
-            return self.images  # feature maps (or a hand-made batch): one view only
-        return self.views(self.raw, policy, k)
+        registered policy) and normalised; ``k`` numbers independent draws of one policy.
+        Feature maps: one of the stored augmented copies (:class:`FeatureViewMaker`)."""
+        if self.views is None:
+            return self.images  # feature maps without stored views (or a hand-made batch): one view only
+        return self.views(self, policy, k)
 
 
 def epoch_order(n: int, seed: int, epoch: int, *, shuffle: bool = True, rank: int = 0,

@@ -37,8 +37,8 @@ from .._validate import check_labels
 from ..data.augment import POLICIES
 from ..data.dataset import LabelledDataset, check_dataset
 from ..data.preprocess import Preprocess
-from .batches import (DROPOUT_STREAM, Batch, BatchLoader, ViewMaker, epoch_augmentation, epoch_order,
-                      split_batches)
+from .batches import (DROPOUT_STREAM, Batch, BatchLoader, FeatureViewMaker, ViewMaker, epoch_augmentation,
+                      epoch_order, split_batches)
 from .checkpoint import atomic_save, atomic_write_text, load_checkpoint
 from .distributed import all_mean, dist_info, gather_by_index
 from .method import Hook, Method
@@ -294,7 +294,9 @@ class Trainer:
         (for images) the raw images with a maker of further views."""
         targets = self.train_labels[device_index]
         if self.features_only:
-            return Batch(images, targets, index)
+            stored = getattr(self.train_set, "view_draws", {})
+            views = FeatureViewMaker(self.train_set, self.config.seed, epoch, step, self.dist.rank) if stored else None
+            return Batch(images, targets, index, views=views)
         views = ViewMaker(self.preprocess, self.config.seed, epoch, step, self.dist.rank)
         return Batch(self.preprocess(images, augment), targets, index, raw=images, views=views)
 

@@ -8,10 +8,12 @@ matrices) and its benchmark cases — registered by name in :data:`METHODS`.
 ``gold_correction``  Pene et al. 2021, GALC-SLR / GLC (:mod:`.pene`)
 ``ss_rml``         Cevikalp et al. 2019, SS-RML label propagation (:mod:`.cevikalp`)
 ``rmlc``           Cevikalp et al. 2019, RML with the trace term on fixed features
+``consistency``    Wang et al. 2023, consistency regularisation (weak -> strong
+                   pseudo-labels); its SR is the ``saliency`` pooling of the head
 =================  ===========================================================
 """
 
-from . import cevikalp, durand, pene, supervised  # noqa: F401  (each registers its methods and bench cases)
+from . import cevikalp, durand, pene, supervised, wang  # noqa: F401  (each registers its methods and bench cases)
 from .base import (BENCH_CASES, METHODS, BenchCase, FitFn, MethodContext, MethodSpec, NoArgs, build_method,
                    create_method, register_bench_case, register_method)
 from .supervised import SupervisedMethod

@@ -71,5 +71,3 @@ def _loss_case(loss: str) -> Callable[[int, int], Method]:
 
 
 register_bench_case(BenchCase("bce", "BCE, gap head (baseline)", _loss_case("bce")))
-# BN-BCE belongs to Wang et al. 2023, whose module does not exist yet
-register_bench_case(BenchCase("bn_bce", "BN-BCE (Wang 2023)", _loss_case("bn_bce")))

@@ -9,12 +9,13 @@ from torch import Tensor, nn
 
 from .backbones import BACKBONES, SmallCNN, create_backbone, load_backbone_weights, register_backbone
 from .gnn import LabelGNN
-from .heads import HEADS, POOLINGS, ClassMapHead, GAPHead, WeldonPooling, create_head, register_pooling
+from .heads import (HEADS, POOLINGS, ClassMapHead, GAPHead, SaliencyPooling, WeldonPooling, create_head,
+                    register_pooling)
 
 __all__ = [
     "MultiLabelNet", "create_model", "create_refine", "create_backbone", "create_head", "load_backbone_weights",
     "register_backbone", "register_pooling", "BACKBONES", "HEADS", "POOLINGS", "SmallCNN",
-    "GAPHead", "ClassMapHead", "WeldonPooling", "LabelGNN",
+    "GAPHead", "ClassMapHead", "WeldonPooling", "SaliencyPooling", "LabelGNN",
 ]
 
 
