@@ -11,7 +11,11 @@ from typing import Any
 
 import torch
 
-__all__ = ["atomic_save", "atomic_write_text", "default_file_mode"]
+__all__ = ["atomic_save", "atomic_write_text", "default_file_mode", "remove_partial_writes"]
+
+# a temporary file is ".<name>.<random>.tmp" beside its target: hidden, and found again by
+# remove_partial_writes when a killed process left it behind
+_TEMP_PREFIX, _TEMP_SUFFIX = ".", ".tmp"
 
 
 def default_file_mode() -> int:
@@ -24,7 +28,7 @@ def default_file_mode() -> int:
 
 def _atomic_replace(path: Path, write: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f"{_TEMP_PREFIX}{path.name}.", suffix=_TEMP_SUFFIX, dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -35,6 +39,16 @@ def _atomic_replace(path: Path, write: Any) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def remove_partial_writes(folder: str | Path) -> list[Path]:
+    """Delete the temporary files that writes killed before their ``os.replace`` left in
+    ``folder`` and return them. Only safe while no other process writes there (a run
+    folder under its lock)."""
+    partial = sorted(p for p in Path(folder).glob(f"{_TEMP_PREFIX}*{_TEMP_SUFFIX}") if p.is_file())
+    for path in partial:
+        path.unlink(missing_ok=True)
+    return partial
 
 
 def atomic_save(obj: Any, path: str | Path) -> None:

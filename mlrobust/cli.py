@@ -21,7 +21,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--config", type=Path, help="YAML or JSON experiment config (defaults if omitted)")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override a config value, e.g. --set train.lr=0.01 (repeatable)")
-    run.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
+    again = run.add_mutually_exclusive_group()  # a folder that already holds a run is refused otherwise
+    again.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
+    again.add_argument("--overwrite", action="store_true", help="replace the run already in the run folder "
+                       "(its files are deleted once the new run is built and holds the folder)")
 
     bench = sub.add_parser("bench", help="write the performance record: training, inference, data loading and "
                            "method step times relative to BCE (Markdown)")
@@ -94,7 +97,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     cfg = apply_overrides(cfg, args.overrides)
     info = init_distributed(cfg.train.device)  # under torchrun: join the process group
     try:
-        result = run_experiment(cfg, resume=args.resume)
+        result = run_experiment(cfg, resume=args.resume, overwrite=args.overwrite)
     finally:
         if info.distributed:
             import torch.distributed as dist
@@ -167,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     from .config import ConfigError
+    from .engine.run_folder import RunFolderError
 
     try:
         if args.command == "run":
@@ -181,8 +185,9 @@ def main(argv: list[str] | None = None) -> int:
             print(apply_overrides(ExperimentConfig(), args.overrides).to_yaml(), end="")
             return 0
         return _cmd_datasets(args)
-    except (ConfigError, FileNotFoundError, ValueError, TypeError) as err:
-        # bad input of any kind: one line naming what was wrong, no traceback
+    except (ConfigError, FileNotFoundError, ValueError, TypeError, RunFolderError) as err:
+        # bad input of any kind, a run folder in use or on a full disk: one line naming what was
+        # wrong, no traceback
         print(f"error: {err}", file=sys.stderr)
         return 2
 

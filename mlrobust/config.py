@@ -105,9 +105,23 @@ class ExperimentConfig(Options):
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
+    def validate(self) -> None:
+        _check_run_name(self.name)
+
     @property
     def run_dir(self) -> Path:
+        """``output_dir/name`` (``name`` checked again: it may have been set after the config
+        was built)."""
+        _check_run_name(self.name)
         return Path(self.output_dir) / self.name
+
+
+def _check_run_name(name: str) -> None:
+    """A run's ``name`` is a folder inside ``output_dir``: an absolute path or a ``..`` would
+    write the results (and ``overwrite`` delete them) elsewhere."""
+    parts = Path(name).parts
+    check(bool(parts) and not Path(name).is_absolute() and ".." not in parts, "name", name,
+          "a relative folder inside output_dir (not empty, not absolute, no '..')")
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

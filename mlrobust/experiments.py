@@ -8,6 +8,10 @@
 * ``metrics.json`` - test metrics and timings;
 * ``checkpoint.pt`` - the latest checkpoint (``resume=True`` continues from it).
 
+The folder is locked for the duration of the run (a second run on it stops at once), and a
+folder that already holds a run is refused unless it is resumed (``resume=True``) or replaced
+(``overwrite=True``): see :mod:`mlrobust.engine.run_folder`.
+
 The pieces are built from the config's sections (``build_data``, ``observed_labels``,
 ``build_model``; methods by :func:`mlrobust.methods.build_method`), each from its registry:
 datasets, label protocols, backbones and heads, losses, methods.
@@ -20,6 +24,7 @@ import json
 import logging
 import time
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +36,8 @@ from .config import ConfigError, DataConfig, ExperimentConfig, resume_conflicts
 from .data import DATASETS, DataSplits, LabelledDataset, create_dataset
 from .engine import Hook, Method, Trainer, environment_report
 from .engine.checkpoint import atomic_write_text, load_checkpoint
+from .engine.distributed import dist_info
+from .engine.run_folder import open_run_folder, remove_run
 from .methods import MethodContext, build_method
 from .models import MultiLabelNet, create_backbone, create_head, create_model, create_refine
 from .pretrained import resolve_weights
@@ -66,10 +73,21 @@ def build_data(cfg: DataConfig) -> DataSplits:
     train = create_dataset(cfg.dataset, "train", n=cfg.n_train, **common)
     test = create_dataset(cfg.dataset, "test", n=cfg.n_test, **common)
     val = create_dataset(cfg.dataset, "val", n=cfg.n_val, **common) if cfg.n_val > 0 else None
+    splits = DataSplits(train=train, test=test, val=val)
+    empty = _empty_split(splits)
+    if empty is not None:  # n = 0 keeps a whole split on disk, which may hold no image
+        raise ConfigError(f"{cfg.dataset}: the {empty} split has no image (data.n_{empty}="
+                          f"{getattr(cfg, 'n_' + empty)}, data.root={cfg.root!r})")
     for name, split in (("test", test), ("val", val)):
         if split is not None and list(split.classes) != list(train.classes):
             raise ConfigError(f"{cfg.dataset}: the {name} split's classes differ from the train split's")
-    return DataSplits(train=train, test=test, val=val)
+    return splits
+
+
+def _empty_split(splits: DataSplits) -> str | None:
+    """The name of the first split without an image: evaluated, it would give mAP NaN."""
+    return next((name for name in ("train", "test", "val")
+                 if getattr(splits, name) is not None and len(getattr(splits, name)) == 0), None)
 
 
 def observed_labels(y: Tensor, cfg: DataConfig) -> Tensor:
@@ -155,16 +173,37 @@ def _check_resume(cfg: ExperimentConfig, checkpoint: Path) -> None:
                          + "; ".join(diffs[:6]) + "). Start a new run (another name or output_dir).")
 
 
+def _results_folder(run_dir: Path | None, resume: bool, overwrite: bool) -> AbstractContextManager[object]:
+    """The run folder, held for the whole run by the process that writes it (rank 0 under
+    torchrun); nothing to hold when nothing is written."""
+    if run_dir is None or dist_info().rank != 0:
+        return nullcontext()
+    return open_run_folder(run_dir, resume=resume, overwrite=overwrite)
+
+
 def run_experiment(cfg: ExperimentConfig, *, data: DataSplits | None = None, resume: bool = False,
-                   write: bool = True, hooks: Sequence[Hook] = (), method: Method | None = None,
-                   train_labels: Tensor | None = None) -> RunResult:
+                   overwrite: bool = False, write: bool = True, hooks: Sequence[Hook] = (),
+                   method: Method | None = None, train_labels: Tensor | None = None) -> RunResult:
     """Run one experiment end to end. Pass ``data`` to reuse already built splits (a
     chapter building the benchmark once for many runs), ``method`` for a method built in
     Python from objects a config cannot hold (an estimated corruption matrix), and
-    ``train_labels`` for observed labels made outside the config's protocol."""
-    splits = data if data is not None else build_data(cfg.data)
+    ``train_labels`` for observed labels made outside the config's protocol.
+
+    A results folder that already holds a run is an error unless ``resume`` continues it or
+    ``overwrite`` replaces it; a second run on a folder in use stops at once
+    (:class:`~mlrobust.engine.run_folder.RunFolderError`, also for a read-only or full disk)."""
     run_dir = cfg.run_dir if write else None
-    # build and check everything before the run folder is touched: a bad config leaves nothing
+    with _results_folder(run_dir, resume, overwrite):
+        return _run(cfg, data, resume, overwrite, run_dir, hooks, method, train_labels)
+
+
+def _run(cfg: ExperimentConfig, data: DataSplits | None, resume: bool, overwrite: bool, run_dir: Path | None,
+         hooks: Sequence[Hook], method: Method | None, train_labels: Tensor | None) -> RunResult:
+    """:func:`run_experiment` once its results folder is held."""
+    splits = data if data is not None else build_data(cfg.data)
+    if data is not None and _empty_split(data) is not None:
+        raise ConfigError(f"the {_empty_split(data)} split passed as data has no image")
+    # build and check everything before the run folder is written: a bad config leaves nothing
     y_obs = observed_labels(splits.train.labels, cfg.data) if train_labels is None else train_labels
     if not bool((y_obs != 0).any()):  # every loss would be 0 at every step: an empty run, not a result
         raise ConfigError(f"no training label is known after the protocol {cfg.data.protocol!r} "
@@ -180,7 +219,8 @@ def run_experiment(cfg: ExperimentConfig, *, data: DataSplits | None = None, res
         _check_resume(cfg, trainer.checkpoint_path)
     main = trainer.dist.rank == 0  # with torchrun, rank 0 writes the results folder
     if run_dir is not None and main:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        if overwrite:  # only now, so that a refused config leaves the old run whole
+            remove_run(run_dir)
         atomic_write_text(json.dumps(cfg.to_dict(), indent=2) + "\n", run_dir / "config.json")
         atomic_write_text(json.dumps(environment_report(trainer.device), indent=2) + "\n", run_dir / "env.json")
     start = time.perf_counter()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 import yaml
 
 from mlrobust.cli import main
@@ -38,6 +39,10 @@ def test_unknown_keys_are_listed_with_the_valid_ones() -> None:
     ({"train": {"lr_steps": "10"}}, "train.lr_steps must be a list"),
     ({"data": {"augment": "mixup"}}, "data.augment must be 'none', 'flip', 'weak' or 'strong'"),
     ({"data": 3}, "data must be a mapping of DataConfig fields"),
+    ({"name": "../elsewhere"}, "name must be a relative folder inside output_dir (not empty, not absolute, no '..'), "
+                               "got '../elsewhere'"),
+    ({"name": "/tmp/run"}, "name must be a relative folder inside output_dir (not empty, not absolute, no '..'), "
+                           "got '/tmp/run'"),
 ])
 def test_bad_values_name_the_key(d, message) -> None:
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
@@ -139,6 +144,11 @@ def test_cli_reports_bad_loss_options_without_a_traceback(tmp_path, capsys) -> N
     assert not (tmp_path / "bad").exists()
 
 
+def _renamed(cfg: ExperimentConfig, name: str) -> ExperimentConfig:
+    cfg.name = name  # set after the config was built: checked when the run folder is asked for
+    return cfg
+
+
 @pytest.mark.parametrize("build,message", [
     (lambda: TrainConfig(amp="false"), "train.amp must be of type bool, got 'false'"),
     (lambda: TrainConfig(grad_clip=-1.0), "train.grad_clip must be > 0 or None (no clipping), got -1.0"),
@@ -149,6 +159,10 @@ def test_cli_reports_bad_loss_options_without_a_traceback(tmp_path, capsys) -> N
     (lambda: TrainConfig(lr=float("inf")), "train.lr must be a finite number, got inf"),
     (lambda: DataConfig(n_train="10"), "data.n_train must be of type int, got '10'"),
     (lambda: ExperimentConfig(data=5), "data must be a mapping of DataConfig fields, got 5"),
+    (lambda: ExperimentConfig(name="a/../../b"), "name must be a relative folder inside output_dir"),
+    (lambda: ExperimentConfig(name=""), "name must be a relative folder inside output_dir"),
+    (lambda: _renamed(ExperimentConfig(), "../x").run_dir, "name must be a relative folder inside output_dir "
+                                                           "(not empty, not absolute, no '..'), got '../x'"),
 ])
 def test_configs_built_in_python_are_type_checked(build, message) -> None:
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
@@ -203,4 +217,31 @@ def test_a_protocol_that_hides_every_label_is_refused_before_training(tmp_path) 
     cfg.data = DataConfig(n_train=16, n_test=8, protocol="partial", protocol_args={"known": 0.0})
     with pytest.raises(ConfigError, match=r"no training label is known after the protocol 'partial' \{'known': 0.0\}"):
         run_experiment(cfg)
+    assert not any(tmp_path.iterdir()), "a refused run left files behind"
+
+
+def _empty_test_split(split: str, *, root=None, image_size: int = 32, n: int = 0, seed: int = 0):
+    """A dataset on disk whose test split holds no image (n = 0 keeps a whole split)."""
+    from mlrobust.data import ShapeScenes, TensorImages
+
+    train = ShapeScenes(16, image_size=image_size)
+    if split != "test":
+        return train
+    return TensorImages(torch.zeros(0, 3, image_size, image_size, dtype=torch.uint8), train.labels[:0], train.classes)
+
+
+@pytest.mark.parametrize("source, message", [
+    ("config", r"empty_test: the test split has no image \(data.n_test=0, data.root='/data/empty'\)"),
+    ("data", r"the test split passed as data has no image"),
+])
+def test_an_empty_test_split_is_refused_before_training(tmp_path, monkeypatch, source, message) -> None:
+    from mlrobust.data import DATASETS, DataSplits
+    from mlrobust.experiments import run_experiment
+
+    monkeypatch.setitem(DATASETS, "empty_test", _empty_test_split)
+    cfg = ExperimentConfig(output_dir=str(tmp_path))
+    cfg.data = DataConfig(dataset="empty_test", root="/data/empty", n_train=0, n_test=0)
+    data = None if source == "config" else DataSplits(_empty_test_split("train"), _empty_test_split("test"))
+    with pytest.raises(ConfigError, match=message):  # evaluated, it would write mAP NaN into metrics.json
+        run_experiment(cfg, data=data)
     assert not any(tmp_path.iterdir()), "a refused run left files behind"
