@@ -238,3 +238,22 @@ def test_top_k_hits_by_hand_and_chance_by_enumeration():
     assert top_k_hits(maps, obj_class, centre, 3)["chance"] == pytest.approx(100 * (1 - misses / math.comb(16, 3)))
     with pytest.raises(ValueError, match="k must be"):
         top_k_hits(maps, obj_class, centre, 17)
+
+
+def test_pseudo_labels_without_the_saliency_term_come_from_the_map_average():
+    """Table 2's "SR + CR (w/o SR)": trained on a_c + alpha s_c, pseudo-labelled from a_c."""
+    from mlrobust.models import ClassMapHead, MultiLabelNet
+
+    torch.manual_seed(0)
+    head = ClassMapHead(3, 2, pooling="saliency", alpha=0.5, k=1)
+    model = MultiLabelNet(torch.nn.Identity(), head)
+    x = torch.randn(4, 3, 2, 2)
+    batch = Batch(x, torch.zeros(4, 2, dtype=torch.int8), torch.arange(4))
+    method = ConsistencyMethod(losses.bn_bce, tau=0.55, strong="weak", pseudo_sr=False)
+    loss, _ = method.training_loss(_Trainer(model), batch)
+    with torch.no_grad():
+        a_c = head.maps(x).mean(dim=(2, 3))
+        sr = model(x)
+    want = losses.bn_bce(sr, pseudo_labels(a_c, batch.targets, 0.55))  # L_s is 0: nothing is known
+    assert torch.allclose(loss, want)
+    assert not torch.equal(pseudo_labels(a_c, batch.targets, 0.55), pseudo_labels(sr, batch.targets, 0.55))

@@ -115,6 +115,9 @@ class ConsistencyMethod(Method):
     without SR: the head decides which logits those are); L_u is the same loss on the
     strong view's logits and the pseudo-labels (Eq. 11), normalised by their number.
 
+    With ``pseudo_sr=False`` and a saliency head the pseudo-labels come from the plain GAP
+    logit a_c while both losses train a_c + alpha s_c: Table 2's "SR + CR (w/o SR)" row.
+
     Where the paper is silent: which view L_s uses (the weak one; Fig. 2 feeds "different
     augmentations" to the supervised loss), no warm-up and no weight on L_u (Eq. 12 has
     none), pseudo-labels recomputed every step ("immediate labeling", §4.2). With
@@ -125,17 +128,19 @@ class ConsistencyMethod(Method):
         criterion: the loss of both terms (``bn_bce``).
         tau: the pseudo-label threshold (the paper: 0.6).
         weak, strong: augmentation policies of the two views (:data:`mlrobust.data.POLICIES`).
+        pseudo_sr: pseudo-labels from the head's logits (True, Eq. 8 with a saliency head) or
+            from the average of its class maps, a_c (False, Eq. 7).
         truth: the hidden training labels, to measure the pseudo-labels (never trained on).
     """
 
     name = "consistency"
 
     def __init__(self, criterion: Callable[[Tensor, Tensor], Tensor], tau: float = 0.6, weak: str = "weak",
-                 strong: str = "strong", truth: Tensor | None = None) -> None:
+                 strong: str = "strong", pseudo_sr: bool = True, truth: Tensor | None = None) -> None:
         if not 0.5 <= tau <= 1:
             raise ValueError(f"consistency: tau must be in [0.5, 1], got {tau!r}")
         self.criterion, self.tau, self.weak, self.strong = criterion, float(tau), weak, strong
-        self.truth = truth
+        self.pseudo_sr, self.truth = pseudo_sr, truth
         self.stats = PseudoLabelStats()
 
     def hooks(self) -> list[Hook]:
@@ -148,11 +153,17 @@ class ConsistencyMethod(Method):
         return torch.cat([weak, batch.view(self.strong)])
 
     def training_loss(self, trainer: Trainer, batch: Batch) -> tuple[Tensor, Tensor]:
-        logits = trainer.model(self._views(batch))
         n = batch.targets.shape[0]
+        if self.pseudo_sr:
+            logits = trainer.model(self._views(batch))
+            scores = logits[:n]
+        else:
+            logits, features = trainer.model(self._views(batch), with_features=True)
+            with torch.no_grad():  # a_c of Eq. 4: the class maps' average, without the saliency term
+                scores = trainer.module.head.maps(features[:n].float()).mean(dim=(2, 3))
         weak = logits[:n]
         strong = logits[n:] if logits.shape[0] > n else weak  # plain pseudo-labelling: one view
-        y_hat = pseudo_labels(weak, batch.targets, self.tau)
+        y_hat = pseudo_labels(scores, batch.targets, self.tau)
         if self.truth is not None:
             self.stats.add(y_hat, batch.targets, self.truth[batch.index.cpu()].to(y_hat.device))
         loss_s = self.criterion(weak, batch.targets)
@@ -162,14 +173,17 @@ class ConsistencyMethod(Method):
 
 @dataclass
 class ConsistencyArgs(Options):
-    """``method_args`` of ``consistency``: the threshold ``tau`` (the paper: 0.6) and the
-    policies of the ``weak`` and ``strong`` views (``strong == weak``: plain pseudo-labelling)."""
+    """``method_args`` of ``consistency``: the threshold ``tau`` (the paper: 0.6), the
+    policies of the ``weak`` and ``strong`` views (``strong == weak``: plain pseudo-labelling)
+    and whether the pseudo-labels see the saliency term (``pseudo_sr``, see
+    :class:`ConsistencyMethod`)."""
 
     section = "method_args"
 
     tau: float = 0.6
     weak: str = "weak"
     strong: str = "strong"
+    pseudo_sr: bool = True
 
     def validate(self) -> None:
         check(0.5 <= self.tau <= 1, self.key("tau"), self.tau, "in [0.5, 1]")
@@ -184,7 +198,7 @@ def consistency(ctx: MethodContext, args: ConsistencyArgs) -> Method:
     """Wang et al.'s CR on the run's loss (BN-BCE); SR comes from the head
     (``model.head: classmap`` with ``head_args.pooling: saliency``)."""
     truth = ctx.splits.train.labels
-    return ConsistencyMethod(ctx.loss(), args.tau, args.weak, args.strong,
+    return ConsistencyMethod(ctx.loss(), args.tau, args.weak, args.strong, args.pseudo_sr,
                              truth=truth if bool((truth != 0).all()) else None)
 
 
