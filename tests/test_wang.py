@@ -257,3 +257,21 @@ def test_pseudo_labels_without_the_saliency_term_come_from_the_map_average():
     want = losses.bn_bce(sr, pseudo_labels(a_c, batch.targets, 0.55))  # L_s is 0: nothing is known
     assert torch.allclose(loss, want)
     assert not torch.equal(pseudo_labels(a_c, batch.targets, 0.55), pseudo_labels(sr, batch.targets, 0.55))
+
+
+def test_a_feature_dataset_with_stored_copies_serves_them_as_the_augmented_default_view():
+    """data.augment = "weak" on features that store weak copies: the supervised baseline sees
+    the same augmentation as the consistency method's weak view; a policy with no stored
+    copies leaves the maps as they are."""
+    data = _features_data()
+    splits = DataSplits(train=data, test=data)
+
+    def history(augment):
+        cfg = _cfg(pooling="gap")
+        cfg.method, cfg.method_args = "supervised", {}
+        cfg.data.augment = augment
+        return [r["train_loss"] for r in run_experiment(cfg, data=splits, write=False).history]
+
+    none = history("none")
+    assert history("weak") != none and history("weak") == history("weak")
+    assert history("flip") == none  # no stored flip copies

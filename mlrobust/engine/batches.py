@@ -33,9 +33,10 @@ __all__ = ["Batch", "ViewMaker", "FeatureViewMaker", "epoch_order", "BatchLoader
 ORDER_STREAM, AUGMENT_STREAM, DROPOUT_STREAM, VIEW_STREAM = 0, 1, 2, 3
 
 
-def _view_generator(seed: int, epoch: int, step: int, policy: str, k: int, rank: int) -> torch.Generator:
-    """The stream (seed, epoch, VIEW_STREAM, step, policy, k, rank) of one view of a batch."""
-    key = (seed, epoch, VIEW_STREAM, step, zlib.crc32(policy.encode()), k, rank)
+def _view_generator(seed: int, epoch: int, step: int, policy: str, k: int, rank: int,
+                    stream: int = VIEW_STREAM) -> torch.Generator:
+    """The stream (seed, epoch, stream, step, policy, k, rank) of one view of a batch."""
+    key = (seed, epoch, stream, step, zlib.crc32(policy.encode()), k, rank)
     return torch.Generator().manual_seed(derive_seed(*key))
 
 
@@ -65,7 +66,8 @@ class ViewMaker:
 class FeatureViewMaker:
     """Views of a batch of frozen feature maps: for each image, one of the augmented copies
     the dataset stores for the policy (``FeatureMaps.views``), picked from the same stream a
-    :class:`ViewMaker` draws from. A policy with no stored copies is an error that lists the
+    :class:`ViewMaker` draws from (the trainer picks a batch's default view from
+    ``AUGMENT_STREAM`` instead). A policy with no stored copies is an error that lists the
     stored ones."""
 
     dataset: LabelledDataset
@@ -73,11 +75,12 @@ class FeatureViewMaker:
     epoch: int
     step: int
     rank: int = 0
+    stream: int = VIEW_STREAM
 
     def __call__(self, batch: Batch, policy: str, k: int = 0) -> Tensor:
         draws = self.dataset.view_draws.get(policy, 1)
         pick = torch.randint(draws, (len(batch.index),), generator=_view_generator(
-            self.seed, self.epoch, self.step, policy, k, self.rank))
+            self.seed, self.epoch, self.step, policy, k, self.rank, self.stream))
         return self.dataset.load_view(policy, pick, batch.index, batch.images.device)
 
 

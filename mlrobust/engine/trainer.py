@@ -37,8 +37,8 @@ from .._validate import check_labels
 from ..data.augment import POLICIES
 from ..data.dataset import LabelledDataset, check_dataset
 from ..data.preprocess import Preprocess
-from .batches import (DROPOUT_STREAM, Batch, BatchLoader, FeatureViewMaker, ViewMaker, epoch_augmentation,
-                      epoch_order, split_batches)
+from .batches import (AUGMENT_STREAM, DROPOUT_STREAM, Batch, BatchLoader, FeatureViewMaker, ViewMaker,
+                      epoch_augmentation, epoch_order, split_batches)
 from .checkpoint import atomic_save, atomic_write_text, load_checkpoint
 from .distributed import all_mean, dist_info, gather_by_index
 from .method import Hook, Method
@@ -134,7 +134,10 @@ class Trainer:
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.loader = BatchLoader(train_set, self.device, num_workers)
         self.features_only = train_set.kind == "features"
-        # precomputed feature maps go to the head as they are: no normalisation, no augmentation
+        # precomputed feature maps go to the head as they are: no normalisation, no augmentation,
+        # except that a dataset storing augmented copies for the policy serves one of them
+        self.feature_views = getattr(train_set, "view_draws", {}) if self.features_only else {}
+        self.feature_augment = augment if augment in self.feature_views else "none"
         self.augment = "none" if self.features_only else augment
         self.preprocess: Callable[..., Tensor] = (
             (lambda x, augment=None: x) if self.features_only else
@@ -294,9 +297,11 @@ class Trainer:
         (for images) the raw images with a maker of further views."""
         targets = self.train_labels[device_index]
         if self.features_only:
-            stored = getattr(self.train_set, "view_draws", {})
-            views = FeatureViewMaker(self.train_set, self.config.seed, epoch, step, self.dist.rank) if stored else None
-            return Batch(images, targets, index, views=views)
+            args = (self.train_set, self.config.seed, epoch, step, self.dist.rank)
+            batch = Batch(images, targets, index, views=FeatureViewMaker(*args) if self.feature_views else None)
+            if self.feature_augment != "none":  # the default view: a stored copy, from the augmentation stream
+                batch.images = FeatureViewMaker(*args, stream=AUGMENT_STREAM)(batch, self.feature_augment)
+            return batch
         views = ViewMaker(self.preprocess, self.config.seed, epoch, step, self.dist.rank)
         return Batch(self.preprocess(images, augment), targets, index, raw=images, views=views)
 
