@@ -8,12 +8,14 @@ matrices) and its benchmark cases — registered by name in :data:`METHODS`.
 ``gold_correction``  Pene et al. 2021, GALC-SLR / GLC (:mod:`.pene`)
 ``ss_rml``         Cevikalp et al. 2019, SS-RML label propagation (:mod:`.cevikalp`)
 ``rmlc``           Cevikalp et al. 2019, RML with the trace term on fixed features
+``imcl``           Huynh & Elhamifar 2020, IMCL: BCE plus label and feature smoothness
+                   over similarities learned per batch by joint nonnegative OMP (:mod:`.huynh`)
 ``consistency``    Wang et al. 2023, consistency regularisation (weak -> strong
                    pseudo-labels); its SR is the ``saliency`` pooling of the head
 =================  ===========================================================
 """
 
-from . import cevikalp, durand, pene, supervised, wang  # noqa: F401  (each registers its methods and bench cases)
+from . import cevikalp, durand, huynh, pene, supervised, wang  # noqa: F401  (each registers its methods and bench cases)
 from .base import (BENCH_CASES, METHODS, BenchCase, FitFn, MethodContext, MethodSpec, NoArgs, build_method,
                    create_method, register_bench_case, register_method)
 from .supervised import SupervisedMethod
