@@ -298,7 +298,7 @@ def config(tag: str, loss: str, lr: float, seed: int, *, epochs: int | None = No
 
 def train(cfg: ExperimentConfig, data, observed, test_set, **kwargs):
     return run_experiment(cfg, data=DataSplits(train=data, test=test_set), train_labels=observed,
-                          write=FULL, **kwargs)
+                          write=FULL, resume=FULL, **kwargs)
 
 
 def top3(result, test_set) -> dict[str, float]:
