@@ -25,10 +25,13 @@ LAB_ARGS ?=
 # JupyterLab refuses to run as root unless told: a root user (a container) gets --allow-root
 LAB_ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: help env book test test-oldest lab full bench pretrain refresh clean
+.PHONY: help env book check-book test test-oldest lab full bench pretrain refresh clean
 
 help:
 	@echo "make book     set up, execute the chapters that changed (quick scale), build _build/html"
+	@echo "make check-book  build the HTML from the committed notebooks (no execution), check every page"
+	@echo "              for what a reader sees (code over 88 columns, stray outputs, clipped equations, ...)"
+	@echo "              and take a screenshot of each page into _build/screenshots/ (needs chromium)"
 	@echo "make test     set up, run all tests (unit, property, integration, nbval)"
 	@echo "make lab      open the chapters in JupyterLab (as root: --allow-root is added; LAB_ARGS=... for more)"
 	@echo "make full CHAPTER=ch01_problem DATASET=coco DATA_ROOT=/data/coco [WEIGHTS=resnet101.safetensors]"
@@ -52,6 +55,10 @@ env: $(STAMP)
 
 book: env
 	MLROBUST_PROGRESS=0 $(PY) tools/build_book.py $(if $(CELL_TIMEOUT),--cell-timeout $(CELL_TIMEOUT))
+
+# The rendered pages: tools/check_book.py (tests/test_rendered_book.py runs the same checks).
+check-book: env
+	$(PY) tools/check_book.py
 
 test: env
 	MLROBUST_PROGRESS=0 $(PY) -m pytest

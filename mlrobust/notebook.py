@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-__all__ = ["resolve_parameters", "check_parameters", "find_params_dir", "show_source", "markdown_table",
-           "mean_std", "fmt_mean_std"]
+__all__ = ["resolve_parameters", "check_parameters", "find_params_dir", "show_source", "without_docstrings",
+           "markdown_table", "mean_std", "fmt_mean_std"]
 
 
 PARAMS_FOLDER = Path("book") / "params"
@@ -159,11 +160,41 @@ def resolve_parameters(chapter: str, scale: str, given: dict[str, Any],
     return {k: preset[k] if v is None else v for k, v in given.items()}
 
 
-def show_source(*objects: Any) -> Any:
-    """Display the package's source of functions or classes (never a copy of it)."""
+def without_docstrings(source: str) -> str:
+    """``source`` (the code of a function, a class or a module) without its docstrings nor
+    those of the functions and classes it defines. A docstring that is a body's only
+    statement becomes ``...``; one that shares a line with other code stays."""
+    dedented = textwrap.dedent(source)
+    lines, flat = source.splitlines(keepends=True), dedented.splitlines()
+    drop: set[int] = set()
+    ellipsis: dict[int, str] = {}
+    for node in ast.walk(ast.parse(dedented)):
+        if not isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        doc = node.body[0]
+        if not (isinstance(doc, ast.Expr) and isinstance(doc.value, ast.Constant)
+                and isinstance(doc.value.value, str)):
+            continue
+        first, last = doc.lineno - 1, doc.end_lineno - 1
+        after = flat[last][doc.end_col_offset:].strip()
+        if flat[first][:doc.col_offset].strip() or (after and not after.startswith("#")):
+            continue
+        drop.update(range(first, last + 1))
+        if len(node.body) == 1:
+            ellipsis[first] = lines[first][:len(lines[first]) - len(lines[first].lstrip())] + "...\n"
+        elif last + 1 < len(lines) and not lines[last + 1].strip():
+            drop.add(last + 1)  # the blank line that set the docstring apart
+    return "".join(ellipsis.get(i, "") if i in drop else line for i, line in enumerate(lines))
+
+
+def show_source(*objects: Any, docstrings: bool = False) -> Any:
+    """Display the package's source of functions or classes (never a copy of it), by
+    default without docstrings: the chapter's text explains the code, and the docstrings
+    (references, options, departures from the paper) are one ``help()`` away."""
     from IPython.display import Code
 
-    return Code("\n\n".join(inspect.getsource(o) for o in objects), language="python")
+    sources = [inspect.getsource(o) for o in objects]
+    return Code("\n\n".join(s if docstrings else without_docstrings(s) for s in sources), language="python")
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], caption: str = "") -> Any:

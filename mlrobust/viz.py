@@ -26,10 +26,13 @@ _CMAP = ListedColormap([LABEL_COLOURS[-1], LABEL_COLOURS[0], LABEL_COLOURS[1]])
 
 def show_images(images: Tensor, titles: Sequence[str] | None = None, ncols: int = 6, size: float = 2.2,
                 fontsize: int = 7, dpi: int = 100) -> Figure:
-    """A grid of uint8 images (N, 3, H, W) with optional titles (e.g. their labels)."""
+    """A grid of uint8 images (N, 3, H, W) with optional titles (e.g. their labels); each row
+    leaves room for the longest title, so titles of several lines never cover the row above."""
     n = images.shape[0]
     nrows = -(-n // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * size, nrows * (size + 0.35 * fontsize / 7)),
+    lines = max((t.count("\n") + 1 for t in titles), default=0) if titles is not None else 0
+    title = (lines + 0.6) * 1.25 * fontsize / 72 if lines else 0.1  # inches: lines of text plus a gap
+    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * size, nrows * (size + title)),
                              squeeze=False, dpi=dpi)
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
@@ -52,17 +55,17 @@ def plot_label_matrix(ax: Axes, y: Tensor, truth: Tensor | None = None, classes:
     ax.grid(which="minor", color="#bbbbbb", linewidth=0.4)
     ax.tick_params(which="minor", length=0)
     if classes is not None:
-        ax.set_xticks(np.arange(c), classes, rotation=90, fontsize=6)
+        ax.set_xticks(np.arange(c), classes, rotation=90, fontsize=8)
     else:
         ax.set_xlabel("class")
-    ax.set_yticks(np.arange(n), [str(i) for i in range(n)], fontsize=6)
+    ax.set_yticks(np.arange(n)[::2], [str(i) for i in range(0, n, 2)], fontsize=8)
     ax.set_ylabel("image")
     if truth is not None:
         wrong = (y != 0) & (y != truth)
         r, k = np.nonzero(wrong.cpu().numpy())
         ax.scatter(k, r, marker="x", color="#d6301d", s=14, linewidths=1.0)
     if title:
-        ax.set_title(title, fontsize=9)
+        ax.set_title(title, fontsize=10)
 
 
 def label_legend(fig: Figure, wrong: bool = True, **kwargs: Any) -> None:
@@ -72,7 +75,7 @@ def label_legend(fig: Figure, wrong: bool = True, **kwargs: Any) -> None:
                Patch(facecolor=LABEL_COLOURS[0], edgecolor="#999999", label="unknown (0)")]
     if wrong:
         handles.append(plt.Line2D([], [], marker="x", color="#d6301d", linestyle="", label="wrong label"))
-    fig.legend(handles=handles, loc=kwargs.pop("loc", "lower center"), ncol=len(handles), fontsize=8,
+    fig.legend(handles=handles, loc=kwargs.pop("loc", "lower center"), ncol=len(handles), fontsize=9,
                frameon=False, **kwargs)
 
 
@@ -80,17 +83,20 @@ ProtocolFn = Callable[[Tensor], Tensor]
 
 
 def protocol_grid(y: Tensor, protocols: dict[str, ProtocolFn], classes: Sequence[str] | None = None,
-                  ncols: int = 4, size: tuple[float, float] = (3.6, 2.6)) -> Figure:
-    """One label matrix per protocol (name -> function of the true labels), truth first."""
+                  ncols: int = 2, size: tuple[float, float] = (4.6, 2.5)) -> Figure:
+    """One label matrix per protocol (name -> function of the true labels), truth first.
+    Two columns by default: the figure is then about as wide as the book's text column,
+    so its labels are shown at their size."""
     panels = {"ground truth": lambda t: t, **protocols}
     nrows = -(-len(panels) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * size[0], nrows * size[1] + 0.6), squeeze=False)
+    legend = 0.5  # inches below the panels
+    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * size[0], nrows * size[1] + legend), squeeze=False)
     for ax in axes.flat[len(panels):]:
         ax.axis("off")
     for ax, (name, fn) in zip(axes.flat, panels.items()):
         plot_label_matrix(ax, fn(y), truth=y, classes=None, title=name)
     label_legend(fig)
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    fig.tight_layout(rect=(0, legend / fig.get_figheight(), 1, 1))
     return fig
 
 

@@ -100,3 +100,50 @@ def test_markdown_table_escapes_pipes_and_shows_its_caption() -> None:
     assert lines[2] == "| \\|Ĉ − C\\| | mAP |" and lines[4] == "| a\\|b | 41.13 |"
     # every row has exactly as many unescaped separators as the header
     assert {line.replace("\\|", "").count("|") for line in lines[2:]} == {3}
+
+
+SOURCE_WITH_DOCSTRINGS = '''    @register("x")
+    class Pooling(Base):
+        """The class's docstring,
+        over two lines."""
+
+        scale = 2  # a class attribute stays
+
+        def forward(self, x):
+            """Its method's docstring."""
+            text = """a string that is not a docstring"""
+            return x * self.scale
+
+        def only_a_docstring(self):
+            """Nothing else in this body."""
+
+        def inline(self): return 1  # no docstring at all
+
+        def same_line(self):
+            """kept: code follows on its line"""; return 2
+'''
+
+
+def test_without_docstrings_drops_only_docstrings() -> None:
+    import ast
+    import textwrap
+
+    from mlrobust.notebook import without_docstrings
+
+    out = without_docstrings(SOURCE_WITH_DOCSTRINGS)
+    for gone in ("The class's docstring", "over two lines", "Its method's docstring", "Nothing else"):
+        assert gone not in out
+    assert '"""a string that is not a docstring"""' in out and "scale = 2  # a class attribute stays" in out
+    assert "            ...\n" in out  # the emptied body stays valid Python
+    assert '"""kept: code follows on its line"""; return 2' in out
+    assert out.startswith('    @register("x")\n    class Pooling(Base):\n        scale = 2')  # indentation kept
+    ast.parse(textwrap.dedent(out))
+
+
+def test_show_source_hides_docstrings_unless_asked() -> None:
+    from mlrobust import labels
+    from mlrobust.notebook import show_source
+
+    short, full = show_source(labels.partial).data, show_source(labels.partial, docstrings=True).data
+    assert '"""' not in short and '"""' in full
+    assert short.splitlines()[-1] == full.splitlines()[-1] and len(short) < len(full)

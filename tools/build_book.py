@@ -314,18 +314,30 @@ def _files_under(folder: Path, skip: Iterable[str]) -> list[Path]:
     return found
 
 
+def book_files(dest: Path, skip: Iterable[str] = STAGE_IGNORE) -> dict[Path, Path]:
+    """What jupyter-book reads, each mapped to its place under ``dest``: _config.yml,
+    _toc.yml and book/ less the files and folders matching a pattern of ``skip``."""
+    wanted = {ROOT / "_config.yml": dest / "_config.yml", ROOT / "_toc.yml": dest / "_toc.yml"}
+    wanted.update({f: dest / f.relative_to(ROOT) for f in _files_under(ROOT / "book", skip)})
+    return wanted
+
+
+def mirror(wanted: dict[Path, Path], folder: Path, keep: Callable[[Path], bool] = lambda p: False) -> None:
+    """Copy each source of ``wanted`` to its destination under ``folder`` (only when changed)
+    and remove the other files there, except run folders and those ``keep`` accepts."""
+    for src, dst in wanted.items():
+        sync_file(src, dst)
+    targets = set(wanted.values())
+    for path in _files_under(folder, ("runs",)) if folder.is_dir() else []:
+        if path not in targets and not keep(path):
+            path.unlink()
+
+
 def stage_sources(keep: Callable[[Path], bool] = lambda p: False) -> None:
     """Mirror _config.yml, _toc.yml and book/ (less runs, sources, notebooks) into _build/src,
     rewriting only changed files and removing staged files gone from the tree, except the
     run folders and those ``keep`` accepts (the staged notebooks)."""
-    wanted = {ROOT / "_config.yml": STAGE / "_config.yml", ROOT / "_toc.yml": STAGE / "_toc.yml"}
-    wanted.update({f: STAGE / f.relative_to(ROOT) for f in _files_under(ROOT / "book", STAGE_IGNORE)})
-    for src, dst in wanted.items():
-        sync_file(src, dst)
-    targets = set(wanted.values())
-    for path in _files_under(STAGE, ("runs",)) if STAGE.is_dir() else []:
-        if path not in targets and not keep(path):
-            path.unlink()
+    mirror(book_files(STAGE), STAGE, keep)
 
 
 def stage_chapter(nb: Path, scale: str, params: dict[str, Any], cell_timeout: int | None) -> float | None:
@@ -367,6 +379,19 @@ def _stage_stamp() -> str:
     return digest.hexdigest()
 
 
+def jupyter_book(src: Path, out: Path) -> Path:
+    """Render the book staged in ``src`` into ``out``/_build/html with the project's flags
+    (warnings are errors, broken references too); returns that html folder."""
+    cmd = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(src), "--path-output", str(out),
+           "--builder", "html", "-W", "-n", "--keep-going"]
+    print(" ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True)
+    html = out / "_build" / "html"
+    if not (html / "index.html").is_file():
+        raise SystemExit(f"jupyter-book finished but {html / 'index.html'} is missing")
+    return html
+
+
 def build_html() -> None:
     """Render _build/src with jupyter-book, unless nothing staged changed since the last
     successful build (jupyter-book alone takes 10-15 s even when it has nothing to do)."""
@@ -375,12 +400,7 @@ def build_html() -> None:
     if index.is_file() and stamp_file.is_file() and stamp_file.read_text() == stamp:
         print(f"book: {index} (up to date: nothing staged changed)")
         return
-    cmd = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(STAGE), "--path-output", str(ROOT),
-           "--builder", "html", "-W", "-n", "--keep-going"]
-    print(" ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True)
-    if not index.is_file():
-        raise SystemExit(f"jupyter-book finished but {index} is missing")
+    jupyter_book(STAGE, ROOT)
     stamp_file.write_text(stamp)
     print(f"book: {index}")
 

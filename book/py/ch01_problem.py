@@ -61,7 +61,7 @@
 # Run it in JupyterLab (`make lab`) or read it here; every number on this page was computed
 # when the page was built.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 # Parameters (papermill). None means "the value for the chosen scale", read from
 # params/ch01_problem.yaml: "quick" runs in about 4 minutes on 2 CPU cores, "full" is a
 # paper-scale run for a GPU (ResNet-101 at 448 px, 20 epochs).
@@ -84,7 +84,7 @@ clean = None
 n_seeds = None
 output_dir = None
 
-# %%
+# %% tags=["hide-input"]
 import os
 import time
 from pathlib import Path
@@ -95,20 +95,21 @@ from IPython.display import display
 
 from mlrobust import labels, losses, metrics
 from mlrobust.config import DataConfig, ExperimentConfig, ModelConfig, TrainConfig
-from mlrobust.data import (CLASSES, COMPANIONS, CONTEXTS, DISTRACTOR_CLASSES, ShapeScenes,
-                           context_only_logits, scene_class_radius)
+from mlrobust.data import (CLASSES, COMPANIONS, CONTEXTS, DISTRACTOR_CLASSES,
+                           ShapeScenes, context_only_logits, scene_class_radius)
 from mlrobust.experiments import build_data, run_experiment
 from mlrobust.seeding import derive_seed
 from mlrobust.claims import Claims, paired
-from mlrobust.notebook import fmt_mean_std, markdown_table, mean_std, resolve_parameters, show_source
-from mlrobust.viz import (as_jpeg, errorbar_by_setting, protocol_explorer, protocol_grid,
-                          show_images)
+from mlrobust.notebook import (fmt_mean_std, markdown_table, mean_std,
+                               resolve_parameters, show_source)
+from mlrobust.viz import (as_jpeg, errorbar_by_setting, protocol_explorer,
+                          protocol_grid, show_images)
 
 P = resolve_parameters("ch01_problem", scale, dict(
-    dataset=dataset, data_root=data_root, device=device, backbone=backbone, weights=weights,
-    image_size=image_size, n_train=n_train, n_test=n_test, epochs=epochs, batch_size=batch_size,
-    lr=lr, schedule=schedule, lr_step=lr_step, known=known, clean=clean, n_seeds=n_seeds,
-    output_dir=output_dir))
+    dataset=dataset, data_root=data_root, device=device, backbone=backbone,
+    weights=weights, image_size=image_size, n_train=n_train, n_test=n_test,
+    epochs=epochs, batch_size=batch_size, lr=lr, schedule=schedule, lr_step=lr_step,
+    known=known, clean=clean, n_seeds=n_seeds, output_dir=output_dir))
 chapter_start = time.perf_counter()
 # measured claims fail the build at the quick scale; at other scales they are reported
 claims = Claims(strict=scale == "quick")
@@ -139,9 +140,12 @@ markdown_table(["parameter", "value"], [[k, repr(v)] for k, v in P.items()])
 # the clean, complete one.
 
 # %%
-y_example = torch.tensor([[1, 1, -1, -1, -1], [1, 0, 0, -1, 0], [1, -1, 1, -1, -1], [0, 0, 0, 0, 0]],
-                         dtype=torch.int8)
-labels.summary(y_example)
+y_example = torch.tensor([[1, 1, -1, -1, -1], [1, 0, 0, -1, 0], [1, -1, 1, -1, -1],
+                          [0, 0, 0, 0, 0]], dtype=torch.int8)
+summary = [[k, f"{v:g}"] for k, v in labels.summary(y_example).items()]
+half = (len(summary) + 1) // 2  # two statistics per row
+markdown_table(["statistic", "value", "statistic", "value"],
+               [a + b for a, b in zip(summary[:half], summary[half:] + [["", ""]])])
 
 # %% [markdown]
 # ## The embedded benchmark
@@ -171,16 +175,17 @@ labels.summary(y_example)
 # 448 px, on the CPU or the GPU, and image $i$ is the same whatever batch renders it. The
 # statistics of the chapter's training set follow the figures below.
 
-# %% mystnb={"figure": {"caption": "Twelve training scenes of the embedded benchmark rendered at 128 px, titled with their labels (distractors such as hearts, tees and pentagons carry no label).", "name": "fig-gallery"}}
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Twelve training scenes of the embedded benchmark rendered at 128 px, titled with their labels (distractors such as hearts, tees and pentagons carry no label).", "name": "fig-gallery"}}
 gallery = ShapeScenes(12, image_size=128, seed=0, split="train")
-titles = ["\n".join(gallery.classes[c] for c in torch.nonzero(row == 1)[:, 0]) for row in gallery.labels]
-as_jpeg(show_images(gallery.images(), titles, ncols=6, size=1.9, dpi=90))
+titles = ["\n".join(gallery.classes[c] for c in torch.nonzero(row == 1)[:, 0])
+          for row in gallery.labels]
+as_jpeg(show_images(gallery.images(), titles, ncols=4, size=2.3, fontsize=9, dpi=90))
 
 # %% [markdown]
 # The quick scale trains at low resolution, where small objects shrink to a few pixels and
 # textures blur: the same scenes at four resolutions (geometry is resolution independent).
 
-# %% mystnb={"figure": {"caption": "The same four scenes rendered at 32, 64, 128 and 448 px (columns). At 32 px, the quick scale, small objects are a few pixels wide and stripes, checks and dots blur into grey.", "name": "fig-resolutions"}}
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "The same four scenes rendered at 32, 64, 128 and 448 px (columns). At 32 px, the quick scale, small objects are a few pixels wide and stripes, checks and dots blur into grey.", "name": "fig-resolutions"}}
 sizes = [32, 64, 128, 448]
 fig, axes = plt.subplots(4, len(sizes), figsize=(1.8 * len(sizes), 7.4), dpi=90)
 for j, size in enumerate(sizes):
@@ -204,26 +209,29 @@ freq = (train_truth == 1).float().mean(0)
 stats = [["images", len(train_truth)], ["classes", train_truth.shape[1]],
          ["labels per image (mean)", f"{positives.mean():.2f}"],
          ["single-label images (%)", f"{100 * (positives == 1).float().mean():.1f}"],
-         ["class frequency, min - max (%)", f"{100 * freq.min():.1f} - {100 * freq.max():.1f}"]]
-if hasattr(splits.train, "scenes"):  # the embedded benchmark keeps every object's parameters
+         ["class frequency, min - max (%)",
+          f"{100 * freq.min():.1f} - {100 * freq.max():.1f}"]]
+# the embedded benchmark keeps every object's parameters
+if hasattr(splits.train, "scenes"):
     scenes = splits.train.scenes
     objects = scenes.obj_class >= 0
     radius = scenes.obj_radius[objects]
-    stats += [["contexts / distractor classes", f"{len(CONTEXTS)} / {len(DISTRACTOR_CLASSES)}"],
+    stats += [["contexts / distractor classes",
+               f"{len(CONTEXTS)} / {len(DISTRACTOR_CLASSES)}"],
               ["images with a distractor (%)",
                f"{100 * (scenes.obj_class >= len(CLASSES)).any(1).float().mean():.1f}"],
               ["object radius, min - max (% of image side)",
                f"{100 * radius.min():.1f} - {100 * radius.max():.1f}"]]
 markdown_table(["training set statistic", "value"], stats)
 
-# %% mystnb={"figure": {"caption": "Label correlation in the training set: P(column class | row class), the share of images containing the row class that also contain the column class. The bright off-diagonal cells are the context groups and the four companion pairs.", "name": "fig-cooccurrence"}}
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Label correlation in the training set: P(column class | row class), the share of images containing the row class that also contain the column class. The bright off-diagonal cells are the context groups and the four companion pairs.", "name": "fig-cooccurrence"}}
 pos = (train_truth == 1).float()
 cond = (pos.T @ pos) / pos.sum(0).clamp(min=1)[:, None]
 fig, ax = plt.subplots(figsize=(7.5, 6.5))
 im = ax.imshow(cond, cmap="viridis", vmin=0, vmax=1)
 names = splits.classes
-ax.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
-ax.set_yticks(range(len(names)), names, fontsize=7)
+ax.set_xticks(range(len(names)), names, rotation=90, fontsize=8)
+ax.set_yticks(range(len(names)), names, fontsize=8)
 ax.set_xlabel("class b"), ax.set_ylabel("class a")
 fig.colorbar(im, ax=ax, label="P(b present | a present)")
 fig.tight_layout()
@@ -235,7 +243,8 @@ else:  # a real dataset: its most predictive pairs
     lift = cond - torch.diag(torch.diag(cond))
     top = lift.flatten().topk(4).indices
     pairs = [(int(i) // len(names), int(i) % len(names)) for i in top]
-strongest = [(names[a], names[b], round(cond[a, b].item(), 2), round(freq[b].item(), 2)) for a, b in pairs]
+strongest = [(names[a], names[b], round(cond[a, b].item(), 2), round(freq[b].item(), 2))
+             for a, b in pairs]
 markdown_table(["if present", "then", "P(then | if)", "P(then)"], strongest)
 
 # %% [markdown]
@@ -283,13 +292,15 @@ show_source(labels.partial)
 # Each protocol on the twelve training images of {numref}`fig-gallery`
 # ({numref}`fig-protocols`); a red cross marks an observed label that contradicts the truth:
 
-# %% mystnb={"figure": {"caption": "Observed training labels under each protocol for the first 12 training images (rows) and 24 classes (columns); seed 0. Blue: present, grey: absent, white: unknown; a red cross marks a wrong label.", "name": "fig-protocols"}}
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Observed training labels under each protocol for the first 12 training images (rows) and 24 classes (columns); seed 0. Blue: present, grey: absent, white: unknown; a red cross marks a wrong label.", "name": "fig-protocols"}}
 y12 = train_truth[:12]
-if P["dataset"] == "shapescenes":  # sampling is prefix-stable: the gallery shows these scenes
+# sampling is prefix-stable: the gallery shows these scenes
+if P["dataset"] == "shapescenes":
     assert torch.equal(gallery.labels, y12)
 grid = {
     "partial, known=0.3": lambda y: labels.partial(y, 0.3, seed=0),
-    "partial per image, known=0.3": lambda y: labels.partial(y, 0.3, seed=0, per_image=True),
+    "partial per image, known=0.3":
+        lambda y: labels.partial(y, 0.3, seed=0, per_image=True),
     "dense, known=0.3": lambda y: labels.dense(y, 0.3, seed=0),
     "noisy, clean=0.8": lambda y: labels.noisy(y, 0.8, seed=0),
     "single positive (noisy+)": lambda y: labels.single_positive(y, seed=0),
@@ -306,7 +317,8 @@ protocol_grid(y12, grid);
 explorer = protocol_explorer(y12, {
     "partial": (labels.partial, "known"), "dense": (labels.dense, "known"),
     "noisy": (labels.noisy, "clean"), "single_positive": (labels.single_positive, None),
-    "symmetric_noise": (lambda y, seed, eta: labels.symmetric_noise(y, eta, seed)[0], "eta"),
+    "symmetric_noise":
+        (lambda y, seed, eta: labels.symmetric_noise(y, eta, seed)[0], "eta"),
     "frequency_corruption": (labels.frequency_corruption, "fraction"),
 })
 
@@ -317,11 +329,13 @@ explorer = protocol_explorer(y12, {
 # %%
 def stats_row(name: str, y_obs: torch.Tensor) -> list:
     c = labels.compare(y_obs, train_truth)
-    return [name, f"{100 * c['known_share']:.1f}", f"{labels.summary(y_obs)['positives_per_image']:.2f}",
+    per_image = labels.summary(y_obs)["positives_per_image"]
+    return [name, f"{100 * c['known_share']:.1f}", f"{per_image:.2f}",
             f"{100 * c['wrong_share']:.1f}"]
 
 
-markdown_table(["protocol", "known labels (%)", "positives per image", "wrong among known (%)"],
+markdown_table(["protocol", "known labels (%)", "positives per image",
+                "wrong among known (%)"],
                [stats_row("all labels", train_truth)]
                + [stats_row(name, fn(train_truth)) for name, fn in grid.items()])
 
@@ -350,8 +364,9 @@ markdown_table(["protocol", "known labels (%)", "positives per image", "wrong am
 # %%
 scores = torch.tensor([[0.9], [0.85], [0.8], [0.7], [0.6], [0.5], [0.4]])
 y_worked = torch.tensor([[1], [0], [-1], [1], [1], [-1], [-1]], dtype=torch.int8)
-markdown_table(["image", "score", "label"], [[i, s.item(), l.item()] for i, (s, l) in
-                                              enumerate(zip(scores[:, 0], y_worked[:, 0]))])
+markdown_table(["image", "score", "label"],
+               [[i, s.item(), l.item()]
+                for i, (s, l) in enumerate(zip(scores[:, 0], y_worked[:, 0]))])
 
 # %% [markdown]
 # Leaving out the unknown image, the positives sit at ranks 1, 3 and 4, with precisions
@@ -369,7 +384,8 @@ ap_negative = metrics.average_precision(scores, unknown_as_negative).item()
 ap_voc07 = metrics.average_precision(scores, y_worked, voc07=True).item()
 assert abs(ap - 100 * 29 / 36) < 1e-9 and abs(ap_negative - 70) < 1e-9
 assert abs(ap_voc07 - 100 * 9.25 / 11) < 1e-9
-print(f"AP {ap:.2f} %   unknown as negative {ap_negative:.2f} %   VOC-07 11-point {ap_voc07:.2f} %")
+print(f"AP {ap:.2f} %   unknown as negative {ap_negative:.2f} %   "
+      f"VOC-07 11-point {ap_voc07:.2f} %")
 
 # %% [markdown]
 # Interpolation usually raises AP, but not always: the 11 levels weigh every tenth of recall
@@ -393,8 +409,10 @@ print(f"AP {ap_late:.2f} %   VOC-07 11-point {voc_late:.2f} %")
 # out and report how many classes were skipped:
 
 # %% tags=["nbval-check-output"]
-s3 = torch.tensor([[2.0, 0.1, 0.3], [1.0, 0.9, 0.2], [-1.0, 0.2, 0.1], [0.5, -0.3, 0.0]])
-y3 = torch.tensor([[1, -1, -1], [-1, 1, -1], [-1, -1, -1], [1, 1, -1]], dtype=torch.int8)
+s3 = torch.tensor([[2.0, 0.1, 0.3], [1.0, 0.9, 0.2], [-1.0, 0.2, 0.1],
+                   [0.5, -0.3, 0.0]])
+y3 = torch.tensor([[1, -1, -1], [-1, 1, -1], [-1, -1, -1], [1, 1, -1]],
+                  dtype=torch.int8)
 per_class = metrics.average_precision(s3, y3)
 m, skipped = metrics.mean_average_precision(s3, y3)
 as_zero = torch.nan_to_num(per_class, nan=0.0).mean().item()
@@ -409,11 +427,14 @@ print(f"per-class AP {[round(v, 2) for v in per_class.tolist()]}; mAP {m:.2f} % 
 # $k$ highest scores of its image). Per class $c$ we count true positives $TP_c$, false
 # positives $FP_c$ and false negatives $FN_c$ over the known labels, then
 #
-# $$CP = \frac{1}{C}\sum_c \frac{TP_c}{TP_c + FP_c},\quad CR = \frac{1}{C^+}\sum_{c:\,P_c>0}
-# \frac{TP_c}{TP_c + FN_c},\quad CF1 = \frac{2\,CP\,CR}{CP + CR},$$
-#
-# $$OP = \frac{\sum_c TP_c}{\sum_c (TP_c + FP_c)},\quad OR = \frac{\sum_c TP_c}{\sum_c (TP_c + FN_c)},
-# \quad OF1 = \frac{2\,OP\,OR}{OP + OR},$$
+# $$\begin{aligned}
+# CP &= \frac{1}{C}\sum_c \frac{TP_c}{TP_c + FP_c}, &
+# OP &= \frac{\sum_c TP_c}{\sum_c (TP_c + FP_c)}, \\[6pt]
+# CR &= \frac{1}{C^+}\sum_{c:\,P_c>0} \frac{TP_c}{TP_c + FN_c}, &
+# OR &= \frac{\sum_c TP_c}{\sum_c (TP_c + FN_c)}, \\[6pt]
+# CF1 &= \frac{2\,CP\,CR}{CP + CR}, &
+# OF1 &= \frac{2\,OP\,OR}{OP + OR},
+# \end{aligned}$$
 #
 # with $0/0 = 0$, and $C^+$ the number of classes that have positives. Note that $CF1$ is the F1
 # of the *mean* precision and recall; the mean of the per-class F1 scores is a different number,
@@ -421,7 +442,8 @@ print(f"per-class AP {[round(v, 2) for v in per_class.tolist()]}; mAP {m:.2f} % 
 # classes, one precise and complete, one precise but nearly blind, show the gap:
 
 # %% tags=["nbval-check-output"]
-# class A: 9 true positives, 1 false positive, 0 false negatives; class B: 1 TP, 0 FP, 9 FN
+# class A: 9 true positives, 1 false positive, 0 false negatives;
+# class B: 1 TP, 0 FP, 9 FN
 y_ab = torch.full((20, 2), -1, dtype=torch.int8)
 s_ab = torch.full((20, 2), -5.0)
 y_ab[:9, 0], s_ab[:10, 0] = 1, 5.0
@@ -429,7 +451,8 @@ y_ab[10:20, 1], s_ab[10, 1] = 1, 5.0
 r = metrics.evaluate(s_ab, y_ab)
 assert abs(r["CP"] - 95) < 1e-9 and abs(r["CR"] - 55) < 1e-9
 assert abs(r["CF1"] - 2 * 95 * 55 / 150) < 1e-9 and r["macro_F1"] < r["CF1"] - 10
-print({k: round(r[k], 2) for k in ("CP", "CR", "CF1", "macro_F1", "OP", "OR", "OF1", "micro_F1")})
+keys = ("CP", "CR", "CF1", "macro_F1", "OP", "OR", "OF1", "micro_F1")
+print("   ".join(f"{k} {r[k]:.2f}" for k in keys))
 
 # %% [markdown]
 # All metrics are in percent. `metrics.evaluate` returns all of them at once; the code:
@@ -461,18 +484,22 @@ show_source(metrics.evaluate)
 # chapter's training labels:
 
 # %% tags=["nbval-check-output"]
-# two independent streams: a mask drawn from the logits' own stream would correlate with them
+# two independent streams: a mask drawn from the logits' own stream would correlate
+# with them
 logits0 = torch.randn(min(512, len(train_truth)), train_truth.shape[1],
-                      generator=torch.Generator().manual_seed(derive_seed(0, 1)), requires_grad=True)
+                      generator=torch.Generator().manual_seed(derive_seed(0, 1)),
+                      requires_grad=True)
 y_batch = train_truth[:512]
 grad_norms = {}
-for name, y_b in (("all labels", y_batch), ("partial", labels.partial(y_batch, P["known"], seed=derive_seed(0, 2)))):
+y_partial = labels.partial(y_batch, P["known"], seed=derive_seed(0, 2))
+for name, y_b in (("all labels", y_batch), ("partial", y_partial)):
     logits0.grad = None
     losses.bce(logits0, y_b).backward()
     grad_norms[name] = logits0.grad.abs().sum().item()
 ratio = grad_norms["partial"] / grad_norms["all labels"]
 assert abs(ratio - P["known"]) < 0.03
-print(f"total |gradient| with {P['known']:.0%} of the labels / with all labels = {ratio:.3f}")
+print(f"total |gradient| with {P['known']:.0%} of the labels / with all labels "
+      f"= {ratio:.3f}")
 
 # %% [markdown]
 # The four settings, each over several seeds (the seed sets the network's initialisation, the
@@ -489,15 +516,17 @@ settings = {
 
 def experiment(setting: str, seed: int) -> ExperimentConfig:
     protocol, args, loss = settings[setting]
-    cfg = ExperimentConfig(name=f"{setting.replace(', ', '-').replace(' ', '_')}-seed{seed}",
-                           output_dir=P["output_dir"])
-    cfg.data = DataConfig(dataset=P["dataset"], root=P["data_root"], image_size=P["image_size"],
-                          n_train=P["n_train"], n_test=P["n_test"], protocol=protocol,
-                          protocol_args=args, protocol_seed=seed)
+    tag = setting.replace(", ", "-").replace(" ", "_")
+    cfg = ExperimentConfig(name=f"{tag}-seed{seed}", output_dir=P["output_dir"])
+    cfg.data = DataConfig(dataset=P["dataset"], root=P["data_root"],
+                          image_size=P["image_size"], n_train=P["n_train"],
+                          n_test=P["n_test"], protocol=protocol, protocol_args=args,
+                          protocol_seed=seed)
     cfg.model = ModelConfig(backbone=P["backbone"], weights=P["weights"])
     cfg.loss.name = loss
     cfg.train = TrainConfig(epochs=P["epochs"], batch_size=P["batch_size"], lr=P["lr"],
-                            schedule=P["schedule"], lr_steps=[P["lr_step"]] if P["lr_step"] else [],
+                            schedule=P["schedule"],
+                            lr_steps=[P["lr_step"]] if P["lr_step"] else [],
                             seed=seed, device=P["device"])
     return cfg
 
@@ -510,29 +539,32 @@ for seed in range(P["n_seeds"]):
         run = run_experiment(experiment(setting, seed), data=splits)
         results[setting].append(run.metrics["mAP"])
         train_seconds += run.train_seconds
+        # analysed below; other models are not kept (memory at full scale)
         if seed == 0 and setting in ("all labels", "partial, ignored"):
-            kept[setting] = run.trainer  # analysed below; other models are not kept (memory at full scale)
+            kept[setting] = run.trainer
 print(f"{sum(map(len, results.values()))} runs, {train_seconds:.0f} s of training")
 
 # %% [markdown]
 # Test mAP, mean ± standard deviation over seeds ({numref}`fig-problem`):
 
 # %%
-table_rows = [[s, fmt_mean_std(v), " ".join(f"{x:.1f}" for x in v)] for s, v in results.items()]
-header = (f"setting ({P['dataset']}, {P['image_size']} px, {len(splits.train)} training images, "
-          f"{P['n_seeds']} seeds)")
+table_rows = [[s, fmt_mean_std(v), " ".join(f"{x:.1f}" for x in v)]
+              for s, v in results.items()]
+header = (f"setting ({P['dataset']}, {P['image_size']} px, {len(splits.train)} "
+          f"training images, {P['n_seeds']} seeds)")
 display(markdown_table([header, "test mAP (%)", "per seed"], table_rows))
 
-# %% mystnb={"figure": {"caption": "Test mAP of the same network trained with all labels, with a known share of the labels (unknown ignored or taken as negative) and with noisy labels. Bars: mean over seeds; whiskers: one standard deviation; dots: individual seeds. Dashed: the mAP of scoring each class by its frequency in the scene's context, without looking at any object (embedded benchmark only).", "name": "fig-problem"}}
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Test mAP of the same network trained with all labels, with a known share of the labels (unknown ignored or taken as negative) and with noisy labels. Bars: mean over seeds; whiskers: one standard deviation; dots: individual seeds. Dashed: the mAP of scoring each class by its frequency in the scene's context, without looking at any object (embedded benchmark only).", "name": "fig-problem"}}
 fig, ax = plt.subplots(figsize=(7, 3.6))
 errorbar_by_setting(ax, results, ylabel="test mAP (%)")
 if hasattr(splits.test, "scenes"):
-    context_map = metrics.mean_average_precision(context_only_logits(splits.train, splits.test),
-                                                 splits.test.labels)[0]
+    context_map = metrics.mean_average_precision(
+        context_only_logits(splits.train, splits.test), splits.test.labels)[0]
     ax.axhline(context_map, color="#b2182b", linestyle="--", linewidth=1)
-    ax.text(len(results) - 0.5, context_map, " context only", color="#b2182b", va="bottom", ha="right",
-            fontsize=8)
-ax.set_xlabel(f"training labels (known share {P['known']}, clean share {P['clean']})")
+    ax.text(len(results) - 0.55, context_map, "context only ", color="#b2182b",
+            va="bottom", ha="right", fontsize=9)
+ax.set_xlabel(f"training labels (known share {P['known']}, "
+              f"clean share {P['clean']})")
 fig.tight_layout()
 
 # %% [markdown]
@@ -552,12 +584,13 @@ fig.tight_layout()
 
 # %%
 full_mean = mean_std(results["all labels"])[0]
-effects = {s: paired(results["all labels"], v) for s, v in results.items() if s != "all labels"}
+effects = {s: paired(results["all labels"], v)
+           for s, v in results.items() if s != "all labels"}
 for s in ("partial, ignored", "partial, negative"):
     claims.ours(f"{s}: the mAP drops by more than 5 points, beyond the seed spread",
                 effects[s].detected(-1) and effects[s].mean < -5, measured=effects[s])
-claims.ours("noisy: the mAP drops by more than the seed spread", effects["noisy"].detected(-1),
-            measured=effects["noisy"])
+claims.ours("noisy: the mAP drops by more than the seed spread",
+            effects["noisy"].detected(-1), measured=effects["noisy"])
 markdown_table(["setting", "Δ test mAP vs all labels, paired by seed (mean ± sd)"],
                [[s, str(e)] for s, e in effects.items()])
 
@@ -593,37 +626,47 @@ for seed in range(P["n_seeds"]):
     run = run_experiment(cfg, data=splits)
     flipped.append(run.metrics["mAP"])
     train_seconds += run.train_seconds
-random_map = metrics.mean_average_precision(
-    torch.randn(test.labels.shape, generator=torch.Generator().manual_seed(derive_seed(0, 3))), test.labels)[0]
-operating = {s: metrics.evaluate(t.predict(test), test.labels)["OR"] for s, t in kept.items()}
+random_scores = torch.randn(test.labels.shape,
+                            generator=torch.Generator().manual_seed(derive_seed(0, 3)))
+random_map = metrics.mean_average_precision(random_scores, test.labels)[0]
+operating = {s: metrics.evaluate(t.predict(test), test.labels)["OR"]
+             for s, t in kept.items()}
 partial_mean = mean_std(results["partial, ignored"])[0]
 calibration = [["all-labels model, mAP (%)", fmt_mean_std(results["all labels"])],
-               [f"{P['known']:.0%} of the labels (unknown ignored), mAP (%)", fmt_mean_std(results["partial, ignored"])],
-               [f"  as a share of the all-labels mAP", f"{partial_mean / full_mean:.0%}"],
+               [f"{P['known']:.0%} of the labels (unknown ignored), mAP (%)",
+                fmt_mean_std(results["partial, ignored"])],
+               [f"  as a share of the all-labels mAP",
+                f"{partial_mean / full_mean:.0%}"],
                ["half the labels flipped, mAP (%)", fmt_mean_std(flipped)],
                ["random scores, mAP (%)", f"{random_map:.1f}"]]
-calibration += [[f"{s} model (seed 0): test positives recalled at logit 0", f"{r:.0f} %"] for s, r in operating.items()]
+calibration += [[f"{s} model (seed 0): test positives recalled at logit 0",
+                 f"{r:.0f} %"] for s, r in operating.items()]
 if hasattr(test, "scenes"):
     calibration.insert(1, ["context-only predictor, mAP (%)", f"{context_map:.1f}"])
     margin = min(results["all labels"]) - context_map
-    claims.ours("with all labels the network is more than 20 points above the context-only predictor "
-                "(every seed)", margin > 20, measured=f"{margin:+.1f} (worst seed)")
+    claims.ours("with all labels the network is more than 20 points above the "
+                "context-only predictor (every seed)", margin > 20,
+                measured=f"{margin:+.1f} (worst seed)")
     margin10 = min(results["partial, ignored"]) - context_map
-    claims.ours(f"with {P['known']:.0%} of the labels it stays above the context-only predictor (every seed)",
-                margin10 > 0, measured=f"{margin10:+.1f} (worst seed)")
+    claims.ours(f"with {P['known']:.0%} of the labels it stays above the context-only "
+                "predictor (every seed)", margin10 > 0,
+                measured=f"{margin10:+.1f} (worst seed)")
 collapse = max(flipped) - random_map
-claims.ours("with half the labels flipped it collapses to within 5 points of random scores (every seed)",
-            collapse < 5, measured=f"{collapse:+.1f} above random (worst seed)")
-claims.ours("the all-labels model stays well below 100 mAP (room for methods)", full_mean < 90,
-            measured=f"{full_mean:.1f}")
+claims.ours("with half the labels flipped it collapses to within 5 points of random "
+            "scores (every seed)", collapse < 5,
+            measured=f"{collapse:+.1f} above random (worst seed)")
+claims.ours("the all-labels model stays well below 100 mAP (room for methods)",
+            full_mean < 90, measured=f"{full_mean:.1f}")
 markdown_table(["quantity", "measured"], calibration,
-               caption=f"Calibration: {P['dataset']}, {P['image_size']} px, {len(splits.train)} training and "
-                       f"{len(test)} test images, {P['n_seeds']} seeds (mean ± sd)")
+               caption=f"Calibration: {P['dataset']}, {P['image_size']} px, "
+                       f"{len(splits.train)} training and {len(test)} test images, "
+                       f"{P['n_seeds']} seeds (mean ± sd)")
 
-# %% mystnb={"figure": {"caption": "mAP of the all-labels model (seed 0) on the test positives of each object-size bin (radius of the largest object of the class, as a fraction of the image side); positives outside the bin are treated as unknown, negatives are kept.", "name": "fig-size"}}
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "mAP of the all-labels model (seed 0) on the test positives of each object-size bin (radius of the largest object of the class, as a fraction of the image side); positives outside the bin are treated as unknown, negatives are kept.", "name": "fig-size"}}
 if hasattr(test, "scenes"):
     test_logits = kept["all labels"].predict(test)
-    largest = scene_class_radius(test.scenes)  # (N, C) radius of the largest object of each class
+    # (N, C) radius of the largest object of each class
+    largest = scene_class_radius(test.scenes)
     edges = [0.05, 0.08, 0.12, 0.18, 0.30]
     map_by_size = []
     for lo, hi in zip(edges[:-1], edges[1:]):
@@ -638,8 +681,9 @@ if hasattr(test, "scenes"):
     ax.set_ylabel("mAP of the bin's positives (%)")
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    claims.ours("large objects are ranked far better than small ones (seed 0, by more than 5 points)",
-                map_by_size[-1] > map_by_size[0] + 5, measured=" / ".join(f"{m:.1f}" for m in map_by_size))
+    claims.ours("large objects are ranked far better than small ones (seed 0, by more "
+                "than 5 points)", map_by_size[-1] > map_by_size[0] + 5,
+                measured=" / ".join(f"{m:.1f}" for m in map_by_size))
 
 # %% [markdown]
 # **The regime, plainly.** Starting from the shipped backbone, the quick-scale network
@@ -654,8 +698,8 @@ if hasattr(test, "scenes"):
 # Our observations in this chapter, as measured in this run:
 
 # %% tags=["nbval-check-output"]
-claims.table("ours", caption=f"Chapter 1 observations: {P['dataset']}, {P['image_size']} px, "
-                             f"{P['n_seeds']} seeds")
+claims.table("ours", caption=f"Chapter 1 observations: {P['dataset']}, "
+                             f"{P['image_size']} px, {P['n_seeds']} seeds")
 
 # %% [markdown]
 # ## Summary
