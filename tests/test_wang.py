@@ -275,3 +275,16 @@ def test_a_feature_dataset_with_stored_copies_serves_them_as_the_augmented_defau
     none = history("none")
     assert history("weak") != none and history("weak") == history("weak")
     assert history("flip") == none  # no stored flip copies
+
+
+def test_the_oracle_control_gives_the_pseudo_labelled_entries_their_true_labels():
+    truth = torch.tensor([[1, -1, 1, -1]], dtype=torch.int8)
+    logits = torch.tensor([[-5.0, 5.0, 0.0, -5.0]])  # wrong, wrong, unsure, right
+    batch = Batch(logits, torch.zeros(1, 4, dtype=torch.int8), torch.arange(1))
+    oracle = ConsistencyMethod(losses.bn_bce, strong="weak", truth=truth, oracle=True)
+    loss, _ = oracle.training_loss(_Trainer(lambda v: v), batch)
+    want = losses.bn_bce(logits, torch.tensor([[1, -1, 0, -1]], dtype=torch.int8))
+    assert torch.allclose(loss, want)
+    assert oracle.stats.summary()["pl_pos_precision"] == 0  # the statistics measure the rule, not the oracle
+    with pytest.raises(ValueError, match="oracle"):
+        ConsistencyMethod(losses.bn_bce, oracle=True)

@@ -130,17 +130,24 @@ class ConsistencyMethod(Method):
         weak, strong: augmentation policies of the two views (:data:`mlrobust.data.POLICIES`).
         pseudo_sr: pseudo-labels from the head's logits (True, Eq. 8 with a saliency head) or
             from the average of its class maps, a_c (False, Eq. 7).
-        truth: the hidden training labels, to measure the pseudo-labels (never trained on).
+        truth: the hidden training labels, to measure the pseudo-labels (never trained on,
+            except by the oracle).
+        oracle: a control, not a method: the entries the rule labels get their *true* label
+            (same entries, right signs), to separate what CR gains from pseudo-labelling
+            from what its errors cost.
     """
 
     name = "consistency"
 
     def __init__(self, criterion: Callable[[Tensor, Tensor], Tensor], tau: float = 0.6, weak: str = "weak",
-                 strong: str = "strong", pseudo_sr: bool = True, truth: Tensor | None = None) -> None:
+                 strong: str = "strong", pseudo_sr: bool = True, truth: Tensor | None = None,
+                 oracle: bool = False) -> None:
         if not 0.5 <= tau <= 1:
             raise ValueError(f"consistency: tau must be in [0.5, 1], got {tau!r}")
+        if oracle and truth is None:
+            raise ValueError("consistency: the oracle control needs the complete hidden training labels")
         self.criterion, self.tau, self.weak, self.strong = criterion, float(tau), weak, strong
-        self.pseudo_sr, self.truth = pseudo_sr, truth
+        self.pseudo_sr, self.truth, self.oracle = pseudo_sr, truth, oracle
         self.stats = PseudoLabelStats()
 
     def hooks(self) -> list[Hook]:
@@ -165,7 +172,10 @@ class ConsistencyMethod(Method):
         strong = logits[n:] if logits.shape[0] > n else weak  # plain pseudo-labelling: one view
         y_hat = pseudo_labels(scores, batch.targets, self.tau)
         if self.truth is not None:
-            self.stats.add(y_hat, batch.targets, self.truth[batch.index.cpu()].to(y_hat.device))
+            truth = self.truth[batch.index.cpu()].to(y_hat.device)
+            self.stats.add(y_hat, batch.targets, truth)
+            if self.oracle:
+                y_hat = torch.where(y_hat != 0, truth, y_hat)
         loss_s = self.criterion(weak, batch.targets)
         loss_u = self.criterion(strong, y_hat)
         return loss_s + loss_u, weak
@@ -176,7 +186,8 @@ class ConsistencyArgs(Options):
     """``method_args`` of ``consistency``: the threshold ``tau`` (the paper: 0.6), the
     policies of the ``weak`` and ``strong`` views (``strong == weak``: plain pseudo-labelling)
     and whether the pseudo-labels see the saliency term (``pseudo_sr``, see
-    :class:`ConsistencyMethod`)."""
+    :class:`ConsistencyMethod`); ``oracle`` is the control that gives the pseudo-labelled
+    entries their hidden true labels."""
 
     section = "method_args"
 
@@ -184,6 +195,7 @@ class ConsistencyArgs(Options):
     weak: str = "weak"
     strong: str = "strong"
     pseudo_sr: bool = True
+    oracle: bool = False
 
     def validate(self) -> None:
         check(0.5 <= self.tau <= 1, self.key("tau"), self.tau, "in [0.5, 1]")
@@ -199,7 +211,7 @@ def consistency(ctx: MethodContext, args: ConsistencyArgs) -> Method:
     (``model.head: classmap`` with ``head_args.pooling: saliency``)."""
     truth = ctx.splits.train.labels
     return ConsistencyMethod(ctx.loss(), args.tau, args.weak, args.strong, args.pseudo_sr,
-                             truth=truth if bool((truth != 0).all()) else None)
+                             truth=truth if bool((truth != 0).all()) else None, oracle=args.oracle)
 
 
 # --------------------------------------------------------------------------- where the saliency looks
