@@ -531,12 +531,14 @@ def experiment(setting: str, seed: int) -> ExperimentConfig:
     return cfg
 
 
+# quick runs are scratch (replaced on a re-run); full-scale runs resume
+RERUN = dict(resume=scale == "full", overwrite=scale != "full")
 results: dict[str, list[float]] = {s: [] for s in settings}
 kept = {}
 train_seconds = 0.0
 for seed in range(P["n_seeds"]):
     for setting in settings:
-        run = run_experiment(experiment(setting, seed), data=splits)
+        run = run_experiment(experiment(setting, seed), data=splits, **RERUN)
         results[setting].append(run.metrics["mAP"])
         train_seconds += run.train_seconds
         # analysed below; other models are not kept (memory at full scale)
@@ -623,7 +625,7 @@ flipped = []
 for seed in range(P["n_seeds"]):
     cfg = experiment("noisy", seed)
     cfg.name, cfg.data.protocol_args = f"flipped_half-seed{seed}", {"clean": 0.5}
-    run = run_experiment(cfg, data=splits)
+    run = run_experiment(cfg, data=splits, **RERUN)
     flipped.append(run.metrics["mAP"])
     train_seconds += run.train_seconds
 random_scores = torch.randn(test.labels.shape,
