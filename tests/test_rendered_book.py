@@ -203,3 +203,10 @@ def test_intro_and_readme_list_exactly_the_chapters_that_exist() -> None:
     readme = (ROOT / "README.md").read_text()
     assert set(re.findall(r"\]\(book/(ch\d\d_\w+)\.ipynb\)", readme)) == _toc_chapters()
     assert readme.count("*coming*") == intro.count("| *coming* |")
+
+
+def test_tex_width_reads_a_backslash_before_a_newline_and_at_the_end() -> None:
+    """A control space written as a backslash and a line break, or a trailing backslash,
+    is text the estimator must read, not a crash."""
+    assert check_book.tex_width("a\\\nb") == pytest.approx(check_book.tex_width("a\\ b"))
+    assert check_book.tex_width("ab\\") == pytest.approx(check_book.tex_width("ab"))

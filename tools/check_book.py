@@ -151,7 +151,7 @@ def expand_macros(tex: str) -> str:
 
 #: Widths in px at the page's 16 px font, measured in Chromium on MathJax 3 (CHTML) as this
 #: book configures it (MathJax draws its 1 em as about 20 px of the page).
-_SPACE = {"quad": 20.3, "qquad": 40.6, ",": 3.4, ":": 4.5, ";": 5.6, " ": 5.0, "!": -3.4}
+_SPACE = {"quad": 20.3, "qquad": 40.6, ",": 3.4, ":": 4.5, ";": 5.6, " ": 5.0, "\n": 5.0, "!": -3.4}
 _DELIMITERS = {"left", "right", "big", "Big", "bigg", "Bigg", "bigl", "bigr", "Bigl", "Bigr", "bigm", "Bigm"}
 _INVISIBLE = {"nonumber", "notag", "displaystyle", "textstyle", "limits", "nolimits"}
 _ROMAN = {"text", "mathrm", "operatorname", "textrm", "textit", "mathit", "textbf", "mathsf", "mathtt"}
@@ -196,7 +196,10 @@ def tex_width(tex: str, script: bool = False) -> float:
             i += 1
             w += _SCRIPT * tex_width(arg(), True)
         elif c == "\\":
-            name = re.match(r"\\([A-Za-z]+\*?|.)", tex[i:]).group(1)
+            match = re.match(r"\\([A-Za-z]+\*?|.)", tex[i:], re.S)  # a backslash-newline is a space
+            if match is None:  # a lone backslash at the end
+                break
+            name = match.group(1)
             i += len(name) + 1
             if name in _SPACE:
                 w += _SPACE[name]

@@ -675,7 +675,7 @@ claims.ours(
     max(values(("BN-BCE", low), "OR") + values(("SR", low), "OR")) < 50,
     measured="OR at most "
     f"{max(values(('BN-BCE', low), 'OR') + values(('SR', low), 'OR')):.1f} %",
-)
+);
 # %% [markdown]
 # On frozen features SR does not shift the test probabilities the way the paper's Fig. 5
 # shows: at probability 0.5 it predicts slightly *fewer* present labels than BN-BCE, at a
@@ -868,7 +868,7 @@ claims.ours(
     "... at a lower precision of the positive pseudo-labels",
     sr_precision.detected(-1),
     measured=sr_precision,
-)
+);
 # %% [markdown]
 # ### Is it the pseudo-labels' errors? An oracle
 #
@@ -917,7 +917,7 @@ claims.ours(
     f"CR (w/ SR) lowers OF1 at probability 0.5 against SR ({low:.0%} known)",
     of1_cost.detected(-1),
     measured=of1_cost,
-)
+);
 # %% [markdown]
 # With the right labels on the same entries, consistency training gains several mAP points
 # over SR: the mechanism works on this test bed, and what holds CR back is the quality of its
@@ -980,7 +980,7 @@ claims.paper(
     expect=False,
     measured=k_effect,
     paper="Table 3: +0.30 at 20 %",
-)
+);
 
 # %% [markdown]
 # On maps of 4 × 4 cells the choice of $k$ hardly matters, and the paper's small gain from
@@ -1035,7 +1035,7 @@ claims.ours(
     "the per-image normalisation (Eq. 9) is below the per-batch one (the text)",
     norm_effect.detected(-1),
     measured=norm_effect,
-)
+);
 # %% [markdown]
 # The reading matters: dividing each image by its own number of known labels gives an image
 # with one known label the weight of an image with many, so at 10 % known labels the few,
