@@ -17,16 +17,22 @@
 # ---
 # math:
 #   '\R': '\mathbb{R}'
+#   '\E': '\mathbb{E}'
 #   '\ind': '\mathbb{1}_{[#1]}'
+#   '\x': '\mathbf{x}'
 #   '\y': '\mathbf{y}'
+#   '\Y': '\mathbf{Y}'
 #   '\p': '\mathbf{p}'
-#   '\A': '\mathbf{A}'
+#   '\Ical': '\mathcal{I}'
+#   '\Dcal': '\mathcal{D}'
 #   '\sig': '\sigma'
+#   '\py': 'p_{\mathbf{y}}'
 #   '\BCE': '\operatorname{BCE}'
+#   '\AP': '\operatorname{AP}'
 #   '\mAP': '\operatorname{mAP}'
-#   '\Topk': '\operatorname{Topk}'
+#   '\Chat': '\hat{C}'
 # ---
-# $\def\R{\mathbb{R}}\def\ind#1{\mathbb{1}_{[#1]}}\def\y{\mathbf{y}}\def\p{\mathbf{p}}\def\A{\mathbf{A}}\def\sig{\sigma}\def\BCE{\operatorname{BCE}}\def\mAP{\operatorname{mAP}}\def\Topk{\operatorname{Topk}}$
+# $\def\R{\mathbb{R}}\def\E{\mathbb{E}}\def\ind#1{\mathbb{1}_{[#1]}}\def\x{\mathbf{x}}\def\y{\mathbf{y}}\def\Y{\mathbf{Y}}\def\p{\mathbf{p}}\def\Ical{\mathcal{I}}\def\Dcal{\mathcal{D}}\def\sig{\sigma}\def\py{p_{\mathbf{y}}}\def\BCE{\operatorname{BCE}}\def\AP{\operatorname{AP}}\def\mAP{\operatorname{mAP}}\def\Chat{\hat{C}}$
 
 # %% [markdown]
 # (ch06)=
@@ -176,7 +182,7 @@ markdown_table(["parameter", "value"], [[name, repr(v)] for name, v in P.items()
 # ## Class maps and the saliency regulariser (Eq. 1-5)
 #
 # The encoder gives a feature map $\mathbf{f} \in \R^{W \times H \times D}$; a $1 \times 1$
-# convolution turns it into one **class-specific map** per class, $\A_c = \theta_c^\top
+# convolution turns it into one **class-specific map** per class, $\mathbf{A}_c = \theta_c^\top
 # \mathbf{f} \in \R^{W \times H}$ (Eq. 1). The usual logit is its average,
 #
 # ```{math}
@@ -190,7 +196,7 @@ markdown_table(["parameter", "value"], [[name, repr(v)] for name, v in P.items()
 #
 # ```{math}
 # :label: eq-wang-saliency
-# s_c = \frac{1}{k} \sum_{a_{c,wh} \in \Topk(\A_c)} a_{c,wh}, \qquad
+# s_c = \frac{1}{k} \sum_{a_{c,wh} \in \operatorname{Topk}(\mathbf{A}_c)} a_{c,wh}, \qquad
 # \hat p_c = \sig(a_c + \alpha s_c),
 # ```
 #
@@ -205,7 +211,7 @@ show_source(SaliencyPooling)
 # %% [markdown]
 # ### Where the gradient goes (Proposition 2)
 #
-# With average pooling every cell of $\A_c$ receives the same gradient,
+# With average pooling every cell of $\mathbf{A}_c$ receives the same gradient,
 # $\partial L / \partial a_{c,wh} = \frac{1}{WH}\, \partial L / \partial z_c$, where $z_c$ is
 # the logit. With SR the $k$ top cells receive $\frac{\alpha}{k}\, \partial L / \partial z_c$
 # more:
@@ -213,7 +219,7 @@ show_source(SaliencyPooling)
 # ```{math}
 # :label: eq-wang-prop2
 # \frac{\partial L}{\partial a_{c,wh}} = \frac{\partial L}{\partial z_c}
-# \Big(\frac{1}{WH} + \frac{\alpha}{k} \ind{a_{c,wh} \in \Topk(\A_c)}\Big).
+# \Big(\frac{1}{WH} + \frac{\alpha}{k} \ind{a_{c,wh} \in \operatorname{Topk}(\mathbf{A}_c)}\Big).
 # ```
 #
 # On a 4 × 4 map with $k = 5$ the top cells get $(1/16 + 0.1)/(1/16) = 2.6$ times the gradient
@@ -687,7 +693,7 @@ claims.ours(
 #
 # SR is meant to make a present class's **object regions** salient. The benchmark knows where
 # each object is, so we can ask of the trained heads: for a class present in a test image,
-# do the $k$ cells of $\A_c$ that $s_c$ averages hold the centre of one of its objects? We
+# do the $k$ cells of $\mathbf{A}_c$ that $s_c$ averages hold the centre of one of its objects? We
 # compare with $k$ random cells (chance) and with the BN-BCE head's maps.
 
 # %%
@@ -1070,7 +1076,7 @@ claims.table(
 # The paper publishes no code, so every choice below is ours where the paper is silent.
 #
 # * **Raw or rectified maps.** Eq. 1 defines the heat map $\mathbf{M}_c$ through
-#   $\operatorname{ReLU}(\A_c)$, but Eq. 3 and 5 take the top-$k$ of the raw $\A_c$; we follow
+#   $\operatorname{ReLU}(\mathbf{A}_c)$, but Eq. 3 and 5 take the top-$k$ of the raw $\mathbf{A}_c$; we follow
 #   Eq. 3 ($s_c$ may be negative, which lets SR push an absent class down).
 # * **Normalisation of BN-BCE.** Text (per batch) and Eq. 9 (per image) disagree; Eq. 10 sums
 #   over images, which would scale the loss with the batch size. Both readings are in
