@@ -485,3 +485,42 @@ def test_bench_cases_run():
                          methods=["imcl", "imcl_omp"], rounds=1)
     assert [r.what for r in rows] == [BENCH_CASES[m].label for m in ("bce", "imcl", "imcl_omp")]
     assert all(r.ratio_to_bce > 0 and math.isfinite(r.ratio_to_bce) for r in rows[1:])
+
+
+def test_side_information_joins_the_similarity_learner_only(feature_splits):
+    """§4.6: side information (CUB's one-hot species times a) is appended to y and A y in
+    Algorithm 2. Without it nothing changes; with a large a, the first image selected shares
+    the query's group; the loss and the graph step see the labels only."""
+    g = torch.Generator().manual_seed(3)
+    observed = torch.where(torch.rand(16, 6, generator=g) < 0.4, 1, -1).to(torch.int8)
+    method = IMCLMethod(cooccurrence_graph(observed, k_a=2), k=3)
+    y, f = torch.rand(16, 6, generator=g, dtype=F64) * 1.5 - 0.5, torch.rand(16, 5, generator=g, dtype=F64)
+    plain = method.similarities(y, f)
+    assert torch.equal(method.similarities(y, f, None).c, plain.c)
+    group = torch.arange(16) % 4
+    side = 100.0 * torch.nn.functional.one_hot(group, 4).to(F64)
+    sims = method.similarities(y, f, side)
+    # the first pick of every query shares its group (the side part then fits, and later
+    # picks are decided by what the side part leaves: the labels and features)
+    assert bool(sims.selected[:, 0].all()) and torch.equal(group[sims.support[:, 0]], group)
+    assert not torch.equal(sims.support, plain.support)
+    literal = joint_nonnegative_omp(torch.cat([y, side], 1), f, torch.cat([method.graph.apply(y), side], 1), f, 3,
+                                    1.0, 0.5, torch.eye(16, dtype=torch.bool))
+    assert torch.equal(sims.c, literal.c) and torch.equal(sims.c_bar, literal.c_bar)
+    # in a run: the side rows follow the batch's indices; a wrong row count is refused
+    splits = feature_splits
+    obs = splits.train.labels.clone()
+    obs[torch.rand(obs.shape, generator=g) < 0.7] = 0
+    side = 10.0 * (splits.train.labels == 1).float()  # the hidden truth as side information: an oracle
+    precision = {}
+    for name, rows in (("without", None), ("with", side)):
+        method = IMCLMethod(cooccurrence_graph(obs, 3), k=1, side=rows, truth=splits.train.labels)
+        result = run_experiment(imcl_config(), data=splits, train_labels=obs, method=method, write=False)
+        precision[name] = result.history[-1]["imcl_neighbour_precision"]
+    assert precision["with"] > 0.95 > precision["without"]  # the one image selected shares a true label
+    with pytest.raises(ValueError, match="side has 5 rows"):
+        run_experiment(imcl_config(), data=splits, train_labels=obs, write=False,
+                       method=IMCLMethod(cooccurrence_graph(obs, 3), side=side[:5]))
+    with pytest.raises(ValueError, match="side must be"):
+        IMCLMethod(identity_graph(3), side=torch.ones(4, 2, dtype=torch.int64))
+

@@ -17,7 +17,9 @@ CNN with the similarities fixed. This module holds:
 * :func:`label_smoothness`, :func:`feature_smoothness`, :func:`imcl_loss` — Eq. 5, 6, 1;
 * :func:`graph_step` — Algorithm 1, step 6: gradient descent on Eq. 7 over the graph's
   weights;
-* the method ``imcl`` (:class:`IMCLMethod`, :class:`IMCLArgs`) and its bench cases.
+* the method ``imcl`` (:class:`IMCLMethod`, :class:`IMCLArgs`) and its bench cases;
+  ``IMCLMethod(side=...)`` adds §4.6's side information (CUB's species) to the similarity
+  learner.
 
 Where the code departs from the paper, or reads what the paper leaves open:
 
@@ -373,6 +375,11 @@ class IMCLMonitor(Hook):
         self.method, self.truth = method, truth
         self._sums: Tensor | None = None
 
+    def on_fit_start(self, trainer: Trainer) -> None:
+        side = self.method.side
+        if side is not None and len(side) != len(trainer.train_set):
+            raise ValueError(f"side has {len(side)} rows but the training set has {len(trainer.train_set)} images")
+
     def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
         self._sums = None
 
@@ -411,16 +418,27 @@ class IMCLMethod(Method):
 
     The first ``logistic_epochs`` epochs train the BCE alone: the paper initialises IMCL with
     the Logistic model (§4.2). ``truth`` only measures (:class:`IMCLMonitor`).
+
+    ``side`` (N, S), one row per training image, is side information for the similarity
+    learner (§4.6: CUB's one-hot species label times a, "only used on our smoothness loss
+    ℓ_y"): it is appended to each image's label vector y_i and to its atom A y_i in
+    Algorithm 2, so images that agree on it are selected together. Its part of ℓ_y does not
+    depend on the network, so the loss leaves it out (a constant) and the graph step ignores
+    it (the graph acts on the labels only).
     """
 
     name = "imcl"
 
     def __init__(self, graph: LabelGraph, *, lambda_y: float = 1.0, lambda_f: float = 0.5, k: int = 5,
                  learn_graph: bool = True, graph_lr: float = 0.01, graph_steps: int = 1, y_min: float = -0.5,
-                 logistic_epochs: int = 0, truth: Tensor | None = None) -> None:
+                 logistic_epochs: int = 0, truth: Tensor | None = None, side: Tensor | None = None) -> None:
         # the same checks as a config's method_args, now rather than at the first step
         IMCLArgs(lambda_y=lambda_y, lambda_f=lambda_f, k=k, graph_lr=graph_lr, graph_steps=graph_steps, y_min=y_min,
                  logistic_epochs=logistic_epochs)
+        if side is not None and (side.dim() != 2 or not side.is_floating_point() or not bool(side.isfinite().all())):
+            raise ValueError(f"side must be a finite float tensor (N, S), one row per training image; got "
+                             f"{side.dtype} {tuple(side.shape)}")
+        self.side = side
         self.graph, self.initial_weights = graph, graph.weights.clone()
         self.lambda_y, self.lambda_f, self.k = float(lambda_y), float(lambda_f), int(k)
         self.learn_graph, self.graph_lr, self.graph_steps = learn_graph, float(graph_lr), int(graph_steps)
@@ -445,7 +463,7 @@ class IMCLMethod(Method):
         if self.graph.weights.device != logits.device:  # once per run (or resume)
             self.graph = self.graph.to(logits.device)
         y = impute_labels(logits, observed, self.y_min)
-        sims = self.similarities(y.detach(), f.detach())
+        sims = self.similarities(y.detach(), f.detach(), self._side_rows(index, logits.device))
         if self.learn_graph and self.graph_steps > 0:
             self.graph = graph_step(self.graph, y, sims.c, self.lambda_y, self.graph_lr, self.graph_steps)
         smooth_y = label_smoothness(y, self.graph.apply(y), sims.c)
@@ -454,10 +472,25 @@ class IMCLMethod(Method):
         self.last = sims
         return imcl_loss(logits, observed, smooth_y, smooth_f, self.lambda_y, self.lambda_f)
 
-    def similarities(self, y: Tensor, f: Tensor) -> Similarities:
-        """Algorithm 2 over a mini-batch: each image against the others (never itself)."""
+    def similarities(self, y: Tensor, f: Tensor, side: Tensor | None = None) -> Similarities:
+        """Algorithm 2 over a mini-batch: each image against the others (never itself);
+        ``side`` (B, S), the batch's side information, is appended to y and to A y."""
         exclude = torch.eye(len(y), dtype=torch.bool, device=y.device)
-        return joint_nonnegative_omp(y, f, self.graph.apply(y), f, self.k, self.lambda_y, self.lambda_f, exclude)
+        atoms = self.graph.apply(y)
+        if side is not None:
+            side = side.to(y.dtype)
+            y, atoms = torch.cat([y, side], dim=1), torch.cat([atoms, side], dim=1)
+        return joint_nonnegative_omp(y, f, atoms, f, self.k, self.lambda_y, self.lambda_f, exclude)
+
+    def _side_rows(self, index: Tensor | None, device: torch.device) -> Tensor | None:
+        """The batch's rows of ``side`` (None without side information)."""
+        if self.side is None:
+            return None
+        if index is None:
+            raise ValueError("side information needs the batch's image indices (batch.index)")
+        if self.side.device != device:  # once per run
+            self.side = self.side.to(device)
+        return self.side[index.to(device)]
 
     def graph_change(self) -> float:
         """||a - a_0|| / ||a_0||: how far the graph weights moved from their initialisation."""
