@@ -43,8 +43,6 @@ PENDING = {
                                   "images predate it (make refresh)",
     ("ch04_cevikalp", "code-width"): "chapter 4's code is not wrapped at 88 columns yet",
     ("ch04_cevikalp", "collapsed"): "chapter 4's parameters cell is not collapsed yet",
-    ("ch04_cevikalp", "docstring"): "chapter 4's source outputs predate show_source without "
-                                    "docstrings (make refresh)",
     ("ch04_cevikalp", "clipped"): "chapter 4's code is not wrapped at 88 columns yet",
     ("full_scale", "code-width"): "the full-scale page's code is not wrapped at 88 columns yet",
     ("full_scale", "collapsed"): "the full-scale page's parameters and import cells are not "
