@@ -100,25 +100,30 @@ def protocol_grid(y: Tensor, protocols: dict[str, ProtocolFn], classes: Sequence
     return fig
 
 
-def protocol_explorer(y: Tensor, protocols: dict[str, tuple[Callable[..., Tensor], str | None]],
+def protocol_explorer(y: Tensor, protocols: dict[str, tuple[Any, ...]],
                       classes: Sequence[str] | None = None) -> Any:
     """An ipywidgets explorer: pick a protocol, move its parameter and the seed, see the
     observed label matrix (JupyterLab only; the static book shows :func:`protocol_grid`).
 
-    ``protocols`` maps a name to ``(fn, parameter name or None)`` with ``fn(y, seed=..., **{parameter: value})``.
+    ``protocols`` maps a name to ``(fn, parameter name or None[, default])`` with
+    ``fn(y, seed=..., **{parameter: value})``. Picking a protocol whose parameter means
+    something else (``known`` -> ``clean``) puts the slider back at that protocol's default
+    (0.5 when none is given): a share of known labels is not a share of clean ones.
     """
     import ipywidgets as widgets
     from IPython.display import display
 
-    name = widgets.Dropdown(options=list(protocols), description="protocol")
-    value = widgets.FloatSlider(value=0.3, min=0.0, max=1.0, step=0.05, description="parameter")
+    specs = {key: _explorer_spec(key, spec) for key, spec in protocols.items()}
+    first = next(iter(specs.values()))
+    name = widgets.Dropdown(options=list(specs), description="protocol")
+    value = widgets.FloatSlider(value=first[2], min=0.0, max=1.0, step=0.05,
+                                description=first[1] or "(none)")
     seed = widgets.IntSlider(value=0, min=0, max=20, description="seed")
     out = widgets.Output()
+    shown = {"param": first[1]}
 
     def redraw(*_: Any) -> None:
-        fn, param = protocols[name.value]
-        value.disabled = param is None
-        value.description = param or "(none)"
+        fn, param, _default = specs[name.value]
         obs = fn(y, seed=seed.value, **({param: value.value} if param else {}))
         with out:
             out.clear_output(wait=True)
@@ -130,12 +135,34 @@ def protocol_explorer(y: Tensor, protocols: dict[str, tuple[Callable[..., Tensor
             label_legend(fig, loc="upper center", bbox_to_anchor=(0.5, 0.0))
             plt.show()
 
-    for w in (name, value, seed):
+    def pick(*_: Any) -> None:
+        _fn, param, default = specs[name.value]
+        value.disabled = param is None
+        value.description = param or "(none)"
+        if param != shown["param"]:
+            shown["param"] = param
+            if param is not None and value.value != default:
+                value.value = default  # its observer redraws
+                return
+        redraw()
+
+    name.observe(pick, names="value")
+    for w in (value, seed):
         w.observe(redraw, names="value")
-    redraw()
+    pick()
     box = widgets.VBox([widgets.HBox([name, value, seed]), out])
     display(box)
     return box
+
+
+def _explorer_spec(key: str, spec: tuple[Any, ...]) -> tuple[Callable[..., Tensor], str | None, float]:
+    """``(fn, parameter[, default])`` of :func:`protocol_explorer`, with the default filled in."""
+    if not 2 <= len(spec) <= 3 or not callable(spec[0]):
+        raise ValueError(f"protocols[{key!r}] must be (fn, parameter name or None[, default]), got {spec!r}")
+    default = float(spec[2]) if len(spec) == 3 else 0.5
+    if not 0.0 <= default <= 1.0:
+        raise ValueError(f"protocols[{key!r}]: the default {default} is outside the slider's range [0, 1]")
+    return spec[0], spec[1], default
 
 
 def errorbar_by_setting(ax: Axes, results: dict[str, Sequence[float]], ylabel: str = "test mAP (%)",

@@ -314,12 +314,15 @@ protocol_grid(y12, grid);
 # the label matrix change; the static book shows {numref}`fig-protocols` instead.
 
 # %% tags=["remove-output"]
+# (function, its parameter, the value the slider starts at when the protocol is picked)
 explorer = protocol_explorer(y12, {
-    "partial": (labels.partial, "known"), "dense": (labels.dense, "known"),
-    "noisy": (labels.noisy, "clean"), "single_positive": (labels.single_positive, None),
-    "symmetric_noise":
-        (lambda y, seed, eta: labels.symmetric_noise(y, eta, seed)[0], "eta"),
-    "frequency_corruption": (labels.frequency_corruption, "fraction"),
+    "partial": (labels.partial, "known", 0.3),
+    "dense": (labels.dense, "known", 0.3),
+    "noisy": (labels.noisy, "clean", 0.8),
+    "single_positive": (labels.single_positive, None),
+    "symmetric_noise": (
+        lambda y, seed, eta: labels.symmetric_noise(y, eta, seed)[0], "eta", 0.4),
+    "frequency_corruption": (labels.frequency_corruption, "fraction", 0.4),
 })
 
 # %% [markdown]
