@@ -68,7 +68,7 @@
 # ResNet-101 reaches on COCO. With a frozen backbone only the linear classifier sees the
 # noise, which is the paper's "CNN+RMLC" setting (Eq. 1 on fixed features), not RML-CNN.
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 # Parameters (papermill). None means "the value for the chosen scale", read from
 # params/ch04_cevikalp.yaml: "quick" takes about 3 minutes on 2 CPU cores, "full" is the
 # paper's setting for a GPU (ResNet-101 at 224 px).
@@ -111,28 +111,72 @@ import torch
 
 from mlrobust import labels, losses, metrics
 from mlrobust.claims import Claims, paired
-from mlrobust.config import DataConfig, ExperimentConfig, LossConfig, ModelConfig, TrainConfig
+from mlrobust.config import (
+    DataConfig,
+    ExperimentConfig,
+    LossConfig,
+    ModelConfig,
+    TrainConfig,
+)
 from mlrobust.data import DataSplits, Subset, create_dataset, extract_features, hold_out
 from mlrobust.engine import resolve_device
 from mlrobust.experiments import frozen_backbone, run_experiment
 from mlrobust.methods.cevikalp import SSRMLMethod, propagate_labels
-from mlrobust.notebook import fmt_mean_std, markdown_table, mean_std, resolve_parameters, show_source
+from mlrobust.notebook import (
+    fmt_mean_std,
+    markdown_table,
+    mean_std,
+    resolve_parameters,
+    show_source,
+)
 
-P = resolve_parameters("ch04_cevikalp", scale, dict(
-    dataset=dataset, data_root=data_root, device=device, backbone=backbone, weights=weights,
-    image_size=image_size, n_pool=n_pool, data_sizes=data_sizes, n_test=n_test, epochs=epochs,
-    batch_size=batch_size, lrs=lrs, bce_lrs=bce_lrs, n_val=n_val, noise_levels=noise_levels,
-    n_seeds=n_seeds, ss_n=ss_n, ss_ood_fraction=ss_ood_fraction, ss_n_distractors=ss_n_distractors,
-    ss_labelled=ss_labelled, ss_epochs=ss_epochs, ss_refine_epochs=ss_refine_epochs,
-    ss_refresh=ss_refresh, scratch_epochs=scratch_epochs, scratch_ss_epochs=scratch_ss_epochs,
-    scratch_lr=scratch_lr, output_dir=output_dir))
+P = resolve_parameters(
+    "ch04_cevikalp",
+    scale,
+    dict(
+        dataset=dataset,
+        data_root=data_root,
+        device=device,
+        backbone=backbone,
+        weights=weights,
+        image_size=image_size,
+        n_pool=n_pool,
+        data_sizes=data_sizes,
+        n_test=n_test,
+        epochs=epochs,
+        batch_size=batch_size,
+        lrs=lrs,
+        bce_lrs=bce_lrs,
+        n_val=n_val,
+        noise_levels=noise_levels,
+        n_seeds=n_seeds,
+        ss_n=ss_n,
+        ss_ood_fraction=ss_ood_fraction,
+        ss_n_distractors=ss_n_distractors,
+        ss_labelled=ss_labelled,
+        ss_epochs=ss_epochs,
+        ss_refine_epochs=ss_refine_epochs,
+        ss_refresh=ss_refresh,
+        scratch_epochs=scratch_epochs,
+        scratch_ss_epochs=scratch_ss_epochs,
+        scratch_lr=scratch_lr,
+        output_dir=output_dir,
+    ),
+)
 floats = lambda text: [float(v) for v in str(text).split(",")]  # noqa: E731
-NOISE, SIZES, LRS, BCE_LRS = floats(P["noise_levels"]), floats(P["data_sizes"]), floats(P["lrs"]), floats(P["bce_lrs"])
+NOISE, SIZES, LRS, BCE_LRS = (
+    floats(P["noise_levels"]),
+    floats(P["data_sizes"]),
+    floats(P["lrs"]),
+    floats(P["bce_lrs"]),
+)
 SEEDS = range(P["n_seeds"])
 FULL = scale == "full"
 DEV = resolve_device(P["device"])
 chapter_start = time.perf_counter()
-claims = Claims(strict=scale == "quick")  # measured claims fail the build at the quick scale only
+claims = Claims(
+    strict=scale == "quick"
+)  # measured claims fail the build at the quick scale only
 markdown_table(["parameter", "value"], [[k, repr(v)] for k, v in P.items()])
 
 # %% [markdown]
@@ -156,16 +200,24 @@ markdown_table(["parameter", "value"], [[k, repr(v)] for k, v in P.items()])
 # elsewhere; the hinge's stays at $-1$ however wrong the pair. The released code uses
 # $H_1 - 0.9\,H_s$, a "soft" ramp with slope $-0.1$ past $s$.
 
-# %% tags=["hide-input"] mystnb={"figure": {"caption": "The hinge H₁, the shifted hinge H_s, the ramp R_s = H₁ − H_s (s = −0.8) and the released code's soft ramp H₁ − 0.9·H_s (left), and their derivatives (right), computed by the package's losses.hinge and losses.ramp and autograd. Past t = s the ramp has no gradient: a badly violated pair, the mark of a wrong label, stops pulling.", "name": "fig-ramp"}}
+# %% mystnb={"figure": {"caption": "The hinge H\u2081, the shifted hinge H_s, the ramp R_s = H\u2081 \u2212 H_s (s = \u22120.8) and the released code's soft ramp H\u2081 \u2212 0.9\u00b7H_s (left), and their derivatives (right), computed by the package's losses.hinge and losses.ramp and autograd. Past t = s the ramp has no gradient: a badly violated pair, the mark of a wrong label, stops pulling.", "name": "fig-ramp"}} tags=["hide-input"]
 t = torch.linspace(-3, 2.5, 551, dtype=torch.float64, requires_grad=True)
-curves = {"$H_1$ (hinge)": losses.hinge(t, 1.0), "$H_s$": losses.hinge(t, -0.8),
-          "$R_s = H_1 - H_s$ (ramp)": losses.ramp(t), "$H_1 - 0.9 H_s$ (released code)": losses.ramp(t, beta=0.9)}
+curves = {
+    "$H_1$ (hinge)": losses.hinge(t, 1.0),
+    "$H_s$": losses.hinge(t, -0.8),
+    "$R_s = H_1 - H_s$ (ramp)": losses.ramp(t),
+    "$H_1 - 0.9 H_s$ (released code)": losses.ramp(t, beta=0.9),
+}
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
 for name, value in curves.items():
     (grad,) = torch.autograd.grad(value.sum(), t)
     axes[0].plot(t.detach(), value.detach(), label=name)
     axes[1].plot(t.detach(), grad, label=name)
-axes[0].set(xlabel="margin $t$ (score difference $f_j - f_k$)", ylabel="loss", title="losses (s = -0.8)")
+axes[0].set(
+    xlabel="margin $t$ (score difference $f_j - f_k$)",
+    ylabel="loss",
+    title="losses (s = -0.8)",
+)
 axes[1].set(xlabel="margin $t$", ylabel="d loss / d t", title="gradients")
 axes[0].legend(fontsize=8)
 fig.tight_layout()
@@ -193,13 +245,13 @@ show_source(losses.warp_ranks, losses.rml)
 # number of violators scaled to the whole label set. We draw the estimate 2,000 times for one
 # positive among $m = 24$ classes, with $v = 0, \dots, 23$ of its 23 negatives violating.
 
-# %% tags=["hide-input"] mystnb={"figure": {"caption": "The sampled WARP rank r_j (mean ± sd over 2,000 draws) against the exact number of violating negatives v, for one positive among 24 classes (23 negatives); the dashed line is the exact rank.", "name": "fig-rank"}}
+# %% mystnb={"figure": {"caption": "The sampled WARP rank r_j (mean \u00b1 sd over 2,000 draws) against the exact number of violating negatives v, for one positive among 24 classes (23 negatives); the dashed line is the exact rank.", "name": "fig-rank"}} tags=["hide-input"]
 m_classes, draws = 24, 2000
 est_mean, est_sd = [], []
 for v in range(m_classes):
     f = torch.full((draws, m_classes), -5.0)
     f[:, 0] = 2.0
-    f[:, 1:1 + v] = 1.5  # violators: 1 - 2.0 + 1.5 >= 0
+    f[:, 1 : 1 + v] = 1.5  # violators: 1 - 2.0 + 1.5 >= 0
     y = -torch.ones(draws, m_classes, dtype=torch.int8)
     y[:, 0] = 1
     r, _ = losses.warp_ranks(f, y, generator=torch.Generator().manual_seed(v))
@@ -207,14 +259,27 @@ for v in range(m_classes):
     est_sd.append(float(r[:, 0].double().std()))
 v_axis = np.arange(m_classes)
 fig, ax = plt.subplots(figsize=(6, 3.4))
-ax.errorbar(v_axis, est_mean, yerr=est_sd, fmt="o", ms=3, capsize=2, label="sampled $r_j$ (mean ± sd)")
+ax.errorbar(
+    v_axis,
+    est_mean,
+    yerr=est_sd,
+    fmt="o",
+    ms=3,
+    capsize=2,
+    label="sampled $r_j$ (mean ± sd)",
+)
 ax.plot(v_axis, v_axis, "k--", lw=1, label="exact rank $v$")
-ax.set(xlabel="violating negatives $v$ (exact rank)", ylabel="rank estimate $r_j$",
-       title=f"m = {m_classes} classes, {draws} draws each")
+ax.set(
+    xlabel="violating negatives $v$ (exact rank)",
+    ylabel="rank estimate $r_j$",
+    title=f"m = {m_classes} classes, {draws} draws each",
+)
 ax.legend()
 plt.show()
-print(f"relative sd of the estimate at v = 1, 5, 20: "
-      + ", ".join(f"{est_sd[v] / max(est_mean[v], 1e-9):.2f}" for v in (1, 5, 20)))
+print(
+    f"relative sd of the estimate at v = 1, 5, 20: "
+    + ", ".join(f"{est_sd[v] / max(est_mean[v], 1e-9):.2f}" for v in (1, 5, 20))
+)
 
 # %% [markdown]
 # The estimate is floored and noisy: its spread is of the order of its mean for a few
@@ -234,19 +299,27 @@ print(f"relative sd of the estimate at v = 1, 5, 20: "
 g = torch.Generator().manual_seed(0)
 n_img, dim, m_small, kappa, s_ramp = 6, 4, 5, 5.0, -0.8
 x_lin = torch.randn(n_img, dim, dtype=torch.float64, generator=g)
-w_lin = (torch.randn(dim, m_small, dtype=torch.float64, generator=g) * 0.8).requires_grad_(True)
+w_lin = (
+    torch.randn(dim, m_small, dtype=torch.float64, generator=g) * 0.8
+).requires_grad_(True)
 y_lin = torch.where(torch.rand(n_img, m_small, generator=g) < 0.4, 1, -1).to(torch.int8)
 s_i = torch.rand(n_img, dtype=torch.float64, generator=g) + 0.5
 f_lin = (x_lin @ w_lin).detach()
 ranks = losses.warp_ranks(f_lin, y_lin, generator=torch.Generator().manual_seed(1))[0]
 weight = losses.rank_weight(ranks)
-loss = losses.rml(x_lin @ w_lin, y_lin, weights=s_i, generator=torch.Generator().manual_seed(1))
+loss = losses.rml(
+    x_lin @ w_lin, y_lin, weights=s_i, generator=torch.Generator().manual_seed(1)
+)
 (autograd,) = torch.autograd.grad(loss, w_lin)
 eq78 = torch.zeros(dim, m_small, dtype=torch.float64)
 for i in range(n_img):  # the paper's case-wise formulas, literally
     for j in range(m_small):
         for k in range(m_small):
-            if y_lin[i, j] == 1 and y_lin[i, k] == -1 and s_ramp < f_lin[i, j] - f_lin[i, k] < 1:
+            if (
+                y_lin[i, j] == 1
+                and y_lin[i, k] == -1
+                and s_ramp < f_lin[i, j] - f_lin[i, k] < 1
+            ):
                 eq78[:, j] -= s_i[i] * weight[i, j] * x_lin[i] / n_img
                 eq78[:, k] += s_i[i] * weight[i, j] * x_lin[i] / n_img
         if s_ramp < y_lin[i, j] * f_lin[i, j] < 1:
@@ -254,10 +327,16 @@ for i in range(n_img):  # the paper's case-wise formulas, literally
 assert torch.allclose(autograd, eq78, atol=1e-12)
 z = torch.randn(5, 7, dtype=torch.float64, generator=g, requires_grad=True)
 y_z = torch.where(torch.rand(5, 7, generator=g) < 0.35, 1, -1).to(torch.int8)
-assert torch.autograd.gradcheck(lambda v: losses.rml(v, y_z, generator=torch.Generator().manual_seed(0)), (z,))
-assert torch.autograd.gradcheck(lambda v: losses.warp(v, y_z, generator=torch.Generator().manual_seed(0)), (z,))
-print(f"Eq. 7-8 = autograd (max difference {float((autograd - eq78).abs().max()):.1e}); gradcheck passes "
-      "for RML and WARP")
+assert torch.autograd.gradcheck(
+    lambda v: losses.rml(v, y_z, generator=torch.Generator().manual_seed(0)), (z,)
+)
+assert torch.autograd.gradcheck(
+    lambda v: losses.warp(v, y_z, generator=torch.Generator().manual_seed(0)), (z,)
+)
+print(
+    "Eq. 7-8 = autograd (max difference "
+    f"{float((autograd - eq78).abs().max()):.1e}); gradcheck passes for RML and WARP"
+)
 
 # %% [markdown]
 # ## Data
@@ -274,37 +353,79 @@ net, weights_file = frozen_backbone(P["backbone"], P["weights"])
 pool = extract_features(net, pool_images, DEV)
 test = extract_features(net, test_images, DEV)
 pool_train, val = hold_out(pool, P["n_val"], seed=0)
-SUBSETS = {size: Subset(pool_train, torch.arange(min(len(pool_train), round(size * len(pool)))))
-           for size in SIZES}
-markdown_table(["set", "images"], [["pool", len(pool)], ["validation (tuning)", len(val)], ["test", len(test)]]
-               + [[f"training subsample {size:.0%} of the pool", len(s)] for size, s in SUBSETS.items()])
+SUBSETS = {
+    size: Subset(
+        pool_train, torch.arange(min(len(pool_train), round(size * len(pool))))
+    )
+    for size in SIZES
+}
+markdown_table(
+    ["set", "images"],
+    [["pool", len(pool)], ["validation (tuning)", len(val)], ["test", len(test)]]
+    + [
+        [f"training subsample {size:.0%} of the pool", len(s)]
+        for size, s in SUBSETS.items()
+    ],
+)
 
 
 # %%
-def config(tag: str, loss: str, lr: float, seed: int, *, epochs: int | None = None, loss_args: dict | None = None,
-           features: bool = True, weight_decay: float = 5e-4, batch: int | None = None) -> ExperimentConfig:
-    """A run of this chapter (``tag`` names the experiment, so that runs written at the full
-    scale never share a folder): SGD with momentum 0.9 (the paper's optimiser), a one-cycle
-    schedule, a linear (gap) head on frozen features or the whole network from scratch."""
-    cfg = ExperimentConfig(name=f"{tag}-{loss}-lr{lr}-seed{seed}", output_dir=P["output_dir"])
+def config(
+    tag: str,
+    loss: str,
+    lr: float,
+    seed: int,
+    *,
+    epochs: int | None = None,
+    loss_args: dict | None = None,
+    features: bool = True,
+    weight_decay: float = 5e-4,
+    batch: int | None = None,
+) -> ExperimentConfig:
+    """A run of this chapter (``tag`` names the experiment, so that runs written at
+    the full scale never share a folder): SGD with momentum 0.9 (the paper's
+    optimiser), a one-cycle schedule, a linear (gap) head on frozen features or the
+    whole network from scratch."""
+    cfg = ExperimentConfig(
+        name=f"{tag}-{loss}-lr{lr}-seed{seed}", output_dir=P["output_dir"]
+    )
     cfg.data = DataConfig(dataset=P["dataset"], augment="none" if features else "flip")
-    cfg.model = ModelConfig(backbone="features" if features else P["backbone"], head="gap")
+    cfg.model = ModelConfig(
+        backbone="features" if features else P["backbone"], head="gap"
+    )
     cfg.loss = LossConfig(loss, dict(loss_args or {}))
-    cfg.train = TrainConfig(epochs=epochs or P["epochs"], batch_size=batch or P["batch_size"], lr=lr,
-                            weight_decay=weight_decay, schedule="onecycle", seed=seed, device=P["device"],
-                            checkpoint=FULL)
+    cfg.train = TrainConfig(
+        epochs=epochs or P["epochs"],
+        batch_size=batch or P["batch_size"],
+        lr=lr,
+        weight_decay=weight_decay,
+        schedule="onecycle",
+        seed=seed,
+        device=P["device"],
+        checkpoint=FULL,
+    )
     return cfg
 
 
 def train(cfg: ExperimentConfig, data, observed, test_set, **kwargs):
-    return run_experiment(cfg, data=DataSplits(train=data, test=test_set), train_labels=observed,
-                          write=FULL, resume=FULL, **kwargs)
+    return run_experiment(
+        cfg,
+        data=DataSplits(train=data, test=test_set),
+        train_labels=observed,
+        write=FULL,
+        resume=FULL,
+        **kwargs,
+    )
 
 
 def top3(result, test_set) -> dict[str, float]:
-    """mAP and the top-3 metrics of Tables 3-4 (each image's three highest scores predicted)."""
+    """mAP and the top-3 metrics of Tables 3-4 (each image's three highest scores
+    predicted)."""
     logits = result.trainer.predict(test_set)
-    return {**metrics.evaluate(logits, test_set.labels, top_k=3), "mAP": result.metrics["mAP"]}
+    return {
+        **metrics.evaluate(logits, test_set.labels, top_k=3),
+        "mAP": result.metrics["mAP"],
+    }
 
 
 # %% [markdown]
@@ -320,17 +441,34 @@ LOSSES = {"BCE": ("bce", {}), "WARP": ("warp", {}), "RML": ("rml", {})}
 tuning, BEST_LR = {}, {}
 tune_set = SUBSETS[max(SIZES)]
 for name, (loss, args) in LOSSES.items():
-    for lr in (BCE_LRS if loss == "bce" else LRS):
+    for lr in BCE_LRS if loss == "bce" else LRS:
         scores = []
         for eta in (NOISE[0], NOISE[-1]):
             observed = labels.frequency_corruption(tune_set.labels, eta, seed=10_000)
-            run = train(config(f"tune-{name}-{eta}", loss, lr, 0, loss_args=args), tune_set, observed, val)
+            run = train(
+                config(f"tune-{name}-{eta}", loss, lr, 0, loss_args=args),
+                tune_set,
+                observed,
+                val,
+            )
             scores.append(top3(run, val)["CF1"])
         tuning[name, lr] = float(np.mean(scores))
-    BEST_LR[name] = max((lr for (n, lr) in tuning if n == name), key=lambda lr: tuning[name, lr])
-markdown_table(["loss", "learning rate", "validation top-3 CF1 (mean of clean and corrupted)", "chosen"],
-               [[n, f"{lr:g}", f"{v:.1f}", "✓" if BEST_LR[n] == lr else ""] for (n, lr), v in tuning.items()],
-               caption=f"{P['dataset']}, validation split of {len(val)} images, seed 0")
+    BEST_LR[name] = max(
+        (lr for (n, lr) in tuning if n == name), key=lambda lr: tuning[name, lr]
+    )
+markdown_table(
+    [
+        "loss",
+        "learning rate",
+        "validation top-3 CF1 (mean of clean and corrupted)",
+        "chosen",
+    ],
+    [
+        [n, f"{lr:g}", f"{v:.1f}", "✓" if BEST_LR[n] == lr else ""]
+        for (n, lr), v in tuning.items()
+    ],
+    caption=f"{P['dataset']}, validation split of {len(val)} images, seed 0",
+)
 
 # %% [markdown]
 # ## Noise study (§3.3, Fig. 3)
@@ -350,8 +488,18 @@ for seed in SEEDS:
         for eta in NOISE:
             observed = labels.frequency_corruption(subset.labels, eta, seed=1000 + seed)
             for name, (loss, args) in LOSSES.items():
-                result = train(config(f"noise-{eta}-size{size}-{name}", loss, BEST_LR[name], seed, loss_args=args),
-                               subset, observed, test)
+                result = train(
+                    config(
+                        f"noise-{eta}-size{size}-{name}",
+                        loss,
+                        BEST_LR[name],
+                        seed,
+                        loss_args=args,
+                    ),
+                    subset,
+                    observed,
+                    test,
+                )
                 R.setdefault((name, size, eta), []).append(top3(result, test))
 
 
@@ -360,21 +508,40 @@ def values(key: tuple, metric: str) -> list[float]:
 
 
 COLUMNS = ["CP", "CR", "CF1", "OP", "OR", "OF1", "mAP"]
-rows = [[f"{size:.0%}", f"{eta:.0%}", name] + [fmt_mean_std(values((name, size, eta), c)) for c in COLUMNS]
-        for size in SIZES for eta in NOISE for name in LOSSES]
-markdown_table(["data", "corrupted", "loss", *COLUMNS], rows,
-               caption=f"Noise study, top-3 metrics and mAP (%): {P['dataset']}, {P['image_size']} px, frozen "
-                       f"features, test {len(test)} images, {P['n_seeds']} seeds (mean ± sd)")
+rows = [
+    [f"{size:.0%}", f"{eta:.0%}", name]
+    + [fmt_mean_std(values((name, size, eta), c)) for c in COLUMNS]
+    for size in SIZES
+    for eta in NOISE
+    for name in LOSSES
+]
+markdown_table(
+    ["data", "corrupted", "loss", *COLUMNS],
+    rows,
+    caption="Noise study, top-3 metrics and mAP (%): "
+    f"{P['dataset']}, {P['image_size']} px, frozen features, test {len(test)} images, "
+    f"{P['n_seeds']} seeds (mean ± sd)",
+)
 
-# %% tags=["hide-input"] mystnb={"figure": {"caption": "Top-3 CF1 (left) and mAP (right), in %, on clean test labels against the share of corrupted training images, for BCE, WARP and RML at the two training-set sizes; mean over seeds, embedded benchmark, frozen features (the paper's Figure 3).", "name": "fig-noise-cevikalp"}}
+# %% mystnb={"figure": {"caption": "Top-3 CF1 (left) and mAP (right), in %, on clean test labels against the share of corrupted training images, for BCE, WARP and RML at the two training-set sizes; mean over seeds, embedded benchmark, frozen features (the paper's Figure 3).", "name": "fig-noise-cevikalp"}} tags=["hide-input"]
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
 for ax, metric in zip(axes, ("CF1", "mAP")):
     for name, colour in zip(LOSSES, ("tab:gray", "tab:blue", "tab:red")):
         for size, style in zip(SIZES, ("--", "-")):
             m = [mean_std(values((name, size, eta), metric))[0] for eta in NOISE]
-            ax.plot([100 * e for e in NOISE], m, style, color=colour, marker="o", ms=3,
-                    label=f"{name}, {size:.0%} of the data")
-    ax.set(xlabel="corrupted training images (%)", ylabel=f"{'top-3 ' if metric == 'CF1' else ''}{metric} (%)")
+            ax.plot(
+                [100 * e for e in NOISE],
+                m,
+                style,
+                color=colour,
+                marker="o",
+                ms=3,
+                label=f"{name}, {size:.0%} of the data",
+            )
+    ax.set(
+        xlabel="corrupted training images (%)",
+        ylabel=f"{'top-3 ' if metric == 'CF1' else ''}{metric} (%)",
+    )
 axes[0].legend(fontsize=7)
 fig.tight_layout()
 plt.show()
@@ -383,18 +550,39 @@ plt.show()
 top_noise, big = NOISE[-1], max(SIZES)
 for eta in NOISE:
     for size in SIZES:
-        effect = paired(values(("WARP", size, eta), "CF1"), values(("RML", size, eta), "CF1"))
+        effect = paired(
+            values(("WARP", size, eta), "CF1"), values(("RML", size, eta), "CF1")
+        )
         if eta > 0:  # detected at the highest level only (see the text)
-            claims.paper(f"RML > WARP in top-3 CF1, {eta:.0%} corrupted, {size:.0%} of the data",
-                         effect.detected(), expect=eta == top_noise, measured=effect,
-                         paper="Fig. 3: RML above WARP at every level")
+            claims.paper(
+                f"RML > WARP in top-3 CF1, {eta:.0%} corrupted, {size:.0%} of the data",
+                effect.detected(),
+                expect=eta == top_noise,
+                measured=effect,
+                paper="Fig. 3: RML above WARP at every level",
+            )
 for size in SIZES:
-    effect = paired(values(("WARP", size, top_noise), "mAP"), values(("RML", size, top_noise), "mAP"))
-    claims.paper(f"RML > WARP in mAP, {top_noise:.0%} corrupted, {size:.0%} of the data", effect.detected(),
-                 expect=False, measured=effect, paper="Fig. 3; Table 4: 71.5 vs 63.2 (clean COCO)")
-more_data = paired(values(("RML", min(SIZES), top_noise), "CF1"), values(("RML", big, top_noise), "CF1"))
-claims.paper("more data (20 % vs 10 %) helps at the highest noise level (RML, top-3 CF1)", more_data.detected(),
-             measured=more_data, paper="Fig. 3: a constant improvement");
+    effect = paired(
+        values(("WARP", size, top_noise), "mAP"),
+        values(("RML", size, top_noise), "mAP"),
+    )
+    claims.paper(
+        f"RML > WARP in mAP, {top_noise:.0%} corrupted, {size:.0%} of the data",
+        effect.detected(),
+        expect=False,
+        measured=effect,
+        paper="Fig. 3; Table 4: 71.5 vs 63.2 (clean COCO)",
+    )
+more_data = paired(
+    values(("RML", min(SIZES), top_noise), "CF1"),
+    values(("RML", big, top_noise), "CF1"),
+)
+claims.paper(
+    "more data (20 % vs 10 %) helps at the highest noise level (RML, top-3 CF1)",
+    more_data.detected(),
+    measured=more_data,
+    paper="Fig. 3: a constant improvement",
+);
 
 # %% [markdown]
 # In top-3 CF1, the metric the released code tunes for, RML is above WARP by more than the
@@ -408,29 +596,65 @@ claims.paper("more data (20 % vs 10 %) helps at the highest noise level (RML, to
 # rank).
 
 # %%
-VARIANTS = {"RML, kappa = 0 (ramp pairs only)": {"kappa": 0.0},
-            "hinge instead of ramp (beta = 0)": {"beta": 0.0},
-            "released code: soft ramp (beta = 0.9), round": {"beta": 0.9, "rank_rounding": "round"}}
+VARIANTS = {
+    "RML, kappa = 0 (ramp pairs only)": {"kappa": 0.0},
+    "hinge instead of ramp (beta = 0)": {"beta": 0.0},
+    "released code: soft ramp (beta = 0.9), round": {
+        "beta": 0.9,
+        "rank_rounding": "round",
+    },
+}
 for seed in SEEDS:
-    observed = labels.frequency_corruption(SUBSETS[big].labels, top_noise, seed=1000 + seed)
+    observed = labels.frequency_corruption(
+        SUBSETS[big].labels, top_noise, seed=1000 + seed
+    )
     for name, args in VARIANTS.items():
-        result = train(config(f"variant-{sorted(args.items())}", "rml", BEST_LR["RML"], seed, loss_args=args),
-                       SUBSETS[big], observed, test)
+        result = train(
+            config(
+                f"variant-{sorted(args.items())}",
+                "rml",
+                BEST_LR["RML"],
+                seed,
+                loss_args=args,
+            ),
+            SUBSETS[big],
+            observed,
+            test,
+        )
         R.setdefault((name, big, top_noise), []).append(top3(result, test))
-rows = [[name] + [fmt_mean_std(values((name, big, top_noise), c)) for c in ("CF1", "OF1", "mAP")]
-        for name in [*LOSSES, *VARIANTS]]
-markdown_table(["loss", "top-3 CF1", "top-3 OF1", "mAP"], rows,
-               caption=f"{top_noise:.0%} corrupted, {big:.0%} of the data, {P['dataset']}, "
-                       f"{P['n_seeds']} seeds (mean ± sd)")
+rows = [
+    [name]
+    + [fmt_mean_std(values((name, big, top_noise), c)) for c in ("CF1", "OF1", "mAP")]
+    for name in [*LOSSES, *VARIANTS]
+]
+markdown_table(
+    ["loss", "top-3 CF1", "top-3 OF1", "mAP"],
+    rows,
+    caption=f"{top_noise:.0%} corrupted, {big:.0%} of the data, {P['dataset']}, "
+    f"{P['n_seeds']} seeds (mean ± sd)",
+)
 
 # %%
-code_vs_paper = paired(values(("RML", big, top_noise), "mAP"),
-                       values(("released code: soft ramp (beta = 0.9), round", big, top_noise), "mAP"))
-no_kappa = paired(values(("RML", big, top_noise), "mAP"), values(("RML, kappa = 0 (ramp pairs only)", big, top_noise), "mAP"))
-claims.ours(f"the hard-ramp kappa term costs the mAP: RML without it is better ({top_noise:.0%} corrupted)",
-            no_kappa.detected(), measured=no_kappa)
-claims.ours("the released code's soft ramp (slope 0.1 past s) recovers mAP over the paper's hard ramp",
-            code_vs_paper.detected(), measured=code_vs_paper);
+code_vs_paper = paired(
+    values(("RML", big, top_noise), "mAP"),
+    values(("released code: soft ramp (beta = 0.9), round", big, top_noise), "mAP"),
+)
+no_kappa = paired(
+    values(("RML", big, top_noise), "mAP"),
+    values(("RML, kappa = 0 (ramp pairs only)", big, top_noise), "mAP"),
+)
+claims.ours(
+    "the hard-ramp kappa term costs the mAP: RML without it is better "
+    f"({top_noise:.0%} corrupted)",
+    no_kappa.detected(),
+    measured=no_kappa,
+)
+claims.ours(
+    "the released code's soft ramp (slope 0.1 past s) recovers mAP over the paper's "
+    "hard ramp",
+    code_vs_paper.detected(),
+    measured=code_vs_paper,
+);
 
 # %% [markdown]
 # The culprit is the **bounded per-label term**: once a positive's score falls below $s$ it
@@ -448,28 +672,60 @@ claims.ours("the released code's soft ramp (slope 0.1 past s) recovers mAP over 
 # %%
 GRAD: dict[str, list] = {}
 for seed in SEEDS:
-    observed = labels.frequency_corruption(SUBSETS[big].labels, top_noise, seed=1000 + seed)
+    observed = labels.frequency_corruption(
+        SUBSETS[big].labels, top_noise, seed=1000 + seed
+    )
     corrupted = torch.zeros(len(SUBSETS[big]), dtype=torch.bool)
-    corrupted[labels.frequency_corruption_index(SUBSETS[big].labels, top_noise, seed=1000 + seed)] = True
+    corrupted[
+        labels.frequency_corruption_index(
+            SUBSETS[big].labels, top_noise, seed=1000 + seed
+        )
+    ] = True
     for name, (loss, args) in (("WARP", LOSSES["WARP"]), ("RML", LOSSES["RML"])):
-        result = train(config(f"gradnorm-{name}", loss, BEST_LR[name], seed, loss_args=args), SUBSETS[big],
-                       observed, test)
+        result = train(
+            config(f"gradnorm-{name}", loss, BEST_LR[name], seed, loss_args=args),
+            SUBSETS[big],
+            observed,
+            test,
+        )
         scores = result.trainer.predict(SUBSETS[big]).double().requires_grad_(True)
         fn = losses.warp if loss == "warp" else losses.rml
-        per_image = fn(scores, observed, reduction="none", generator=torch.Generator().manual_seed(seed))
+        per_image = fn(
+            scores,
+            observed,
+            reduction="none",
+            generator=torch.Generator().manual_seed(seed),
+        )
         (grad,) = torch.autograd.grad(per_image.sum(), scores)
         norm = grad.norm(dim=1)
-        GRAD.setdefault(name, []).append((float(norm[corrupted].mean()), float(norm[~corrupted].mean())))
-markdown_table(["loss", "corrupted images", "clean images", "ratio corrupted / clean"],
-               [[name, fmt_mean_std([c for c, _ in v], 2), fmt_mean_std([k for _, k in v], 2),
-                 fmt_mean_std([c / k for c, k in v], 2)] for name, v in GRAD.items()],
-               caption=f"Mean per-image gradient norm ‖∂ℓᵢ/∂fᵢ‖ after training, {top_noise:.0%} corrupted, "
-                       f"{big:.0%} of the data, {P['dataset']}, {P['n_seeds']} seeds (mean ± sd)")
+        GRAD.setdefault(name, []).append(
+            (float(norm[corrupted].mean()), float(norm[~corrupted].mean()))
+        )
+markdown_table(
+    ["loss", "corrupted images", "clean images", "ratio corrupted / clean"],
+    [
+        [
+            name,
+            fmt_mean_std([c for c, _ in v], 2),
+            fmt_mean_std([k for _, k in v], 2),
+            fmt_mean_std([c / k for c, k in v], 2),
+        ]
+        for name, v in GRAD.items()
+    ],
+    caption="Mean per-image gradient norm ‖∂ℓᵢ/∂fᵢ‖ after training, "
+    f"{top_noise:.0%} corrupted, {big:.0%} of the data, {P['dataset']}, "
+    f"{P['n_seeds']} seeds (mean ± sd)",
+)
 
 # %%
 ratio_change = paired([c / k for c, k in GRAD["WARP"]], [c / k for c, k in GRAD["RML"]])
-claims.ours("the ramp lowers the corrupted images' pull relative to the clean ones by more than 0.5 (ratio)",
-            ratio_change.mean + ratio_change.sd < -0.5, expect=False, measured=ratio_change);
+claims.ours(
+    "the ramp lowers the corrupted images' pull relative to the clean ones by more "
+    "than 0.5 (ratio)",
+    ratio_change.mean + ratio_change.sd < -0.5,
+    expect=False,
+    measured=ratio_change,
+);
 
 # %% [markdown]
 # ## Semi-supervised learning (§2.2-2.3, Tables 1-2)
@@ -482,62 +738,129 @@ claims.ours("the ramp lowers the corrupted images' pull relative to the clean on
 # is their class.
 
 # %%
-generated = P["dataset"] == "shapescenes"  # the benchmark can add distractor-only scenes; a real set has its own
-ss_images = create_dataset(P["dataset"], "train", n=P["ss_n"], **common,
-                           **({"ood_fraction": P["ss_ood_fraction"]} if generated else {}))
+generated = (
+    P["dataset"] == "shapescenes"
+)  # the benchmark can add distractor-only scenes; a real set has its own
+ss_images = create_dataset(
+    P["dataset"],
+    "train",
+    n=P["ss_n"],
+    **common,
+    **({"ood_fraction": P["ss_ood_fraction"]} if generated else {}),
+)
 # about a quarter of the generated test scenes hold a single object: draw twice as many
-ss_test_images = create_dataset(P["dataset"], "test", n=P["n_test"] * (2 if generated else 1), **common)
+ss_test_images = create_dataset(
+    P["dataset"], "test", n=P["n_test"] * (2 if generated else 1), **common
+)
 positives = (ss_images.labels == 1).sum(dim=1)
 in_set = (positives == 1).nonzero()[:, 0]
-distractors = (positives == 0).nonzero()[:, 0][:P["ss_n_distractors"]]
+distractors = (positives == 0).nonzero()[:, 0][: P["ss_n_distractors"]]
 ss_test_index = ((ss_test_images.labels == 1).sum(dim=1) == 1).nonzero()[:, 0]
 pool_index = torch.cat([in_set, distractors])
 ss_pool = extract_features(net, Subset(ss_images, pool_index), DEV)
 ss_test = extract_features(net, Subset(ss_test_images, ss_test_index), DEV)
 n_in = len(in_set)
-markdown_table(["set", "images"], [["in-set pool (one labelled object)", n_in],
-                                    [f"labelled ({P['ss_labelled']:.0%} of the in-set pool)", round(P['ss_labelled'] * n_in)],
-                                    ["distractor-only scenes", len(distractors)], ["test (one object)", len(ss_test)]])
+markdown_table(
+    ["set", "images"],
+    [
+        ["in-set pool (one labelled object)", n_in],
+        [
+            f"labelled ({P['ss_labelled']:.0%} of the in-set pool)",
+            round(P["ss_labelled"] * n_in),
+        ],
+        ["distractor-only scenes", len(distractors)],
+        ["test (one object)", len(ss_test)],
+    ],
+)
 
 
 # %%
 def accuracy(result, test_set) -> float:
     logits = result.trainer.predict(test_set)
-    return 100 * float((logits.argmax(dim=1) == (test_set.labels == 1).int().argmax(dim=1)).float().mean())
+    return 100 * float(
+        (logits.argmax(dim=1) == (test_set.labels == 1).int().argmax(dim=1))
+        .float()
+        .mean()
+    )
 
 
-SUPERVISED = {"softmax": ("softmax_ce", 0.1), "WARP": ("warp", 0.01), "RML": ("rml", 0.01)}
+SUPERVISED = {
+    "softmax": ("softmax_ce", 0.1),
+    "WARP": ("warp", 0.01),
+    "RML": ("rml", 0.01),
+}
 A: dict[tuple, list] = {}
 PROP: dict[tuple, list] = {}
 for seed in SEEDS:
-    # the same labelled images with and without distractors; distractors are never labelled
-    observed_in = labels.semi_supervised(ss_pool.labels[:n_in], round(P["ss_labelled"] * n_in), seed=2000 + seed)
+    # the same labelled images with and without distractors; distractors are never
+    # labelled
+    observed_in = labels.semi_supervised(
+        ss_pool.labels[:n_in], round(P["ss_labelled"] * n_in), seed=2000 + seed
+    )
     for with_distractors in (False, True):
         data = ss_pool if with_distractors else Subset(ss_pool, torch.arange(n_in))
-        observed = torch.cat([observed_in, torch.zeros_like(ss_pool.labels[n_in:])]) if with_distractors \
+        observed = (
+            torch.cat([observed_in, torch.zeros_like(ss_pool.labels[n_in:])])
+            if with_distractors
             else observed_in
+        )
         labelled = (observed != 0).any(dim=1).nonzero()[:, 0]
-        if not with_distractors:  # the supervised baselines see the labelled images only
+        if (
+            not with_distractors
+        ):  # the supervised baselines see the labelled images only
             for name, (loss, lr) in SUPERVISED.items():
-                result = train(config("ss-sup", loss, lr, seed, epochs=P["ss_epochs"]), Subset(data, labelled),
-                               observed[labelled], ss_test)
+                result = train(
+                    config("ss-sup", loss, lr, seed, epochs=P["ss_epochs"]),
+                    Subset(data, labelled),
+                    observed[labelled],
+                    ss_test,
+                )
                 A.setdefault((name, "pretrained"), []).append(accuracy(result, ss_test))
                 if name == "RML":
-                    warm = {k: v.clone() for k, v in result.trainer.module.state_dict().items()}
-        t_rules = {"median": "median", "code": "code", "none (s = 1)": 1e12} if with_distractors else {"median": "median"}
+                    warm = {
+                        k: v.clone()
+                        for k, v in result.trainer.module.state_dict().items()
+                    }
+        t_rules = (
+            {"median": "median", "code": "code", "none (s = 1)": 1e12}
+            if with_distractors
+            else {"median": "median"}
+        )
         for t_name, t in t_rules.items():
-            method = SSRMLMethod(observed, refresh_every=P["ss_refresh"], t=t, init_state=warm, truth=data.labels)
-            key = ("SS-RML" + (", with distractors" if with_distractors else ""), "pretrained", t_name)
-            cfg = config(f"ss-{with_distractors}-{t_name}", "rml", SUPERVISED["RML"][1], seed,
-                         epochs=P["ss_refine_epochs"])
+            method = SSRMLMethod(
+                observed,
+                refresh_every=P["ss_refresh"],
+                t=t,
+                init_state=warm,
+                truth=data.labels,
+            )
+            key = (
+                "SS-RML" + (", with distractors" if with_distractors else ""),
+                "pretrained",
+                t_name,
+            )
+            cfg = config(
+                f"ss-{with_distractors}-{t_name}",
+                "rml",
+                SUPERVISED["RML"][1],
+                seed,
+                epochs=P["ss_refine_epochs"],
+            )
             result = train(cfg, data, observed, ss_test, method=method)
             A.setdefault(key, []).append(accuracy(result, ss_test))
             w = method.weights.cpu()
             unl = (observed == 0).all(dim=1)
-            PROP.setdefault(key, []).append({
-                "precision": method.propagation.refreshes[-1].get("precision", math.nan),
-                "w_in": float(w[:n_in][unl[:n_in]].mean()),
-                "w_out": float(w[n_in:].mean()) if with_distractors and len(w) > n_in else math.nan})
+            PROP.setdefault(key, []).append(
+                {
+                    "precision": method.propagation.refreshes[-1].get(
+                        "precision", math.nan
+                    ),
+                    "w_in": float(w[:n_in][unl[:n_in]].mean()),
+                    "w_out": float(w[n_in:].mean())
+                    if with_distractors and len(w) > n_in
+                    else math.nan,
+                }
+            )
 
 # %% [markdown]
 # ### From scratch (random initialisation)
@@ -549,48 +872,114 @@ for seed in SEEDS:
 ss_images_in = Subset(ss_images, in_set)
 ss_test_img = Subset(ss_test_images, ss_test_index)
 for seed in SEEDS:
-    observed = labels.semi_supervised(ss_images_in.labels, round(P["ss_labelled"] * n_in), seed=2000 + seed)
+    observed = labels.semi_supervised(
+        ss_images_in.labels, round(P["ss_labelled"] * n_in), seed=2000 + seed
+    )
     labelled = (observed != 0).any(dim=1).nonzero()[:, 0]
     for name, (loss, _) in SUPERVISED.items():
         lr = P["scratch_lr"] * (1 if loss == "softmax_ce" else 0.1)
-        cfg = config("scratch-sup", loss, lr, seed, epochs=P["scratch_epochs"], features=False, batch=32)
-        result = train(cfg, Subset(ss_images_in, labelled), observed[labelled], ss_test_img)
+        cfg = config(
+            "scratch-sup",
+            loss,
+            lr,
+            seed,
+            epochs=P["scratch_epochs"],
+            features=False,
+            batch=32,
+        )
+        result = train(
+            cfg, Subset(ss_images_in, labelled), observed[labelled], ss_test_img
+        )
         A.setdefault((name, "random init"), []).append(accuracy(result, ss_test_img))
         if name == "RML":
             warm = {k: v.clone() for k, v in result.trainer.module.state_dict().items()}
-    method = SSRMLMethod(observed, refresh_every=max(1, P["scratch_ss_epochs"] // 2), init_state=warm,
-                         truth=ss_images_in.labels)
-    cfg = config("scratch-ss", "rml", P["scratch_lr"] * 0.1, seed, epochs=P["scratch_ss_epochs"], features=False)
+    method = SSRMLMethod(
+        observed,
+        refresh_every=max(1, P["scratch_ss_epochs"] // 2),
+        init_state=warm,
+        truth=ss_images_in.labels,
+    )
+    cfg = config(
+        "scratch-ss",
+        "rml",
+        P["scratch_lr"] * 0.1,
+        seed,
+        epochs=P["scratch_ss_epochs"],
+        features=False,
+    )
     result = train(cfg, ss_images_in, observed, ss_test_img, method=method)
-    A.setdefault(("SS-RML", "random init", "median"), []).append(accuracy(result, ss_test_img))
+    A.setdefault(("SS-RML", "random init", "median"), []).append(
+        accuracy(result, ss_test_img)
+    )
     PROP.setdefault(("SS-RML", "random init", "median"), []).append(
-        {"precision": method.propagation.refreshes[-1].get("precision", math.nan),
-         "curve": [r.get("precision", math.nan) for r in method.propagation.refreshes]})
+        {
+            "precision": method.propagation.refreshes[-1].get("precision", math.nan),
+            "curve": [
+                r.get("precision", math.nan) for r in method.propagation.refreshes
+            ],
+        }
+    )
 
 # %%
-PAPER_T1 = {("RML", "pretrained"): 89.24, ("SS-RML", "pretrained", "median"): 91.46, ("WARP", "pretrained"): 85.41,
-            ("softmax", "pretrained"): 89.32, ("RML", "random init"): 52.37, ("SS-RML", "random init", "median"): 58.86,
-            ("WARP", "random init"): 50.52, ("softmax", "random init"): 51.46}
-markdown_table(["method", "initialisation", "heat kernel t", "accuracy (%)", "CIFAR-10, Table 1"],
-               [[k[0], k[1], k[2] if len(k) > 2 else "", fmt_mean_std(v),
-                 PAPER_T1.get(k, "") if "distractors" not in k[0] else ""] for k, v in A.items()],
-               caption=f"Semi-supervised single-label task: {P['dataset']} single-object scenes, "
-                       f"{P['ss_labelled']:.0%} labelled, {P['n_seeds']} seeds (mean ± sd); 'pretrained' = frozen "
-                       "features of the shipped backbone")
+PAPER_T1 = {
+    ("RML", "pretrained"): 89.24,
+    ("SS-RML", "pretrained", "median"): 91.46,
+    ("WARP", "pretrained"): 85.41,
+    ("softmax", "pretrained"): 89.32,
+    ("RML", "random init"): 52.37,
+    ("SS-RML", "random init", "median"): 58.86,
+    ("WARP", "random init"): 50.52,
+    ("softmax", "random init"): 51.46,
+}
+markdown_table(
+    ["method", "initialisation", "heat kernel t", "accuracy (%)", "CIFAR-10, Table 1"],
+    [
+        [
+            k[0],
+            k[1],
+            k[2] if len(k) > 2 else "",
+            fmt_mean_std(v),
+            PAPER_T1.get(k, "") if "distractors" not in k[0] else "",
+        ]
+        for k, v in A.items()
+    ],
+    caption=f"Semi-supervised single-label task: {P['dataset']} single-object scenes, "
+    f"{P['ss_labelled']:.0%} labelled, {P['n_seeds']} seeds (mean ± sd); "
+    "'pretrained' = frozen features of the shipped backbone",
+)
 
 # %%
 ss_gain = paired(A["RML", "pretrained"], A["SS-RML", "pretrained", "median"])
 ss_gain_scratch = paired(A["RML", "random init"], A["SS-RML", "random init", "median"])
-claims.paper("SS-RML > RML (pretrained features)", ss_gain.detected(), expect=False, measured=ss_gain,
-             paper="Table 1: +2.2 (CIFAR-10), Table 2: +3.0 (STL-10)")
-claims.paper("SS-RML > RML (random init)", ss_gain_scratch.detected(), expect=False, measured=ss_gain_scratch,
-             paper="Table 1: +6.5")
+claims.paper(
+    "SS-RML > RML (pretrained features)",
+    ss_gain.detected(),
+    expect=False,
+    measured=ss_gain,
+    paper="Table 1: +2.2 (CIFAR-10), Table 2: +3.0 (STL-10)",
+)
+claims.paper(
+    "SS-RML > RML (random init)",
+    ss_gain_scratch.detected(),
+    expect=False,
+    measured=ss_gain_scratch,
+    paper="Table 1: +6.5",
+)
 warp_gap = paired(A["WARP", "pretrained"], A["RML", "pretrained"])
-claims.paper("RML > WARP on single-label data (pretrained)", warp_gap.detected(), expect=False, measured=warp_gap,
-             paper="Table 1: 89.2 vs 85.4")
+claims.paper(
+    "RML > WARP on single-label data (pretrained)",
+    warp_gap.detected(),
+    expect=False,
+    measured=warp_gap,
+    paper="Table 1: 89.2 vs 85.4",
+)
 soft_gap = paired(A["RML", "pretrained"], A["softmax", "pretrained"])
-claims.paper("softmax ≳ RML on single-label data (pretrained): softmax not below RML", soft_gap.mean > -soft_gap.sd,
-             measured=soft_gap, paper="Table 1: 89.3 vs 89.2");
+claims.paper(
+    "softmax ≳ RML on single-label data (pretrained): softmax not below RML",
+    soft_gap.mean > -soft_gap.sd,
+    measured=soft_gap,
+    paper="Table 1: 89.3 vs 89.2",
+);
 
 # %% [markdown]
 # ### The heat kernel's job
@@ -610,22 +999,54 @@ def weight_cell(records: list[dict], key: str) -> str:
     return "–" if any(math.isnan(x) for x in v) else fmt_mean_std(v, 2)
 
 
-heat_rows = [[key[0], key[1], key[2], fmt_mean_std([100 * r["precision"] for r in records]),
-              weight_cell(records, "w_in"), weight_cell(records, "w_out")] for key, records in PROP.items()]
-markdown_table(["method", "initialisation", "t", "pseudo-label precision (%)", "mean s, in-set", "mean s, distractors"],
-               heat_rows, caption=f"Label propagation at its last refresh: {P['dataset']}, {P['n_seeds']} seeds")
+heat_rows = [
+    [
+        key[0],
+        key[1],
+        key[2],
+        fmt_mean_std([100 * r["precision"] for r in records]),
+        weight_cell(records, "w_in"),
+        weight_cell(records, "w_out"),
+    ]
+    for key, records in PROP.items()
+]
+markdown_table(
+    [
+        "method",
+        "initialisation",
+        "t",
+        "pseudo-label precision (%)",
+        "mean s, in-set",
+        "mean s, distractors",
+    ],
+    heat_rows,
+    caption="Label propagation at its last refresh: "
+    f"{P['dataset']}, {P['n_seeds']} seeds",
+)
 
 # %%
 with_d = PROP["SS-RML, with distractors", "pretrained", "median"]
 separation = paired([r["w_out"] for r in with_d], [r["w_in"] for r in with_d])
-claims.ours("the heat kernel gives distractor scenes less weight than in-set unlabelled scenes",
-            separation.detected(), measured=separation)
-claims.ours("... but the difference in weight is below 0.1 (on weights of about 0.4)", separation.within(0.1),
-            measured=separation)
-kernel_vs_none = paired(A["SS-RML, with distractors", "pretrained", "none (s = 1)"],
-                        A["SS-RML, with distractors", "pretrained", "median"])
-claims.ours("with distractors, the heat kernel (median t) beats no kernel (s = 1)", kernel_vs_none.detected(),
-            expect=False, measured=kernel_vs_none);
+claims.ours(
+    "the heat kernel gives distractor scenes less weight than in-set unlabelled scenes",
+    separation.detected(),
+    measured=separation,
+)
+claims.ours(
+    "... but the difference in weight is below 0.1 (on weights of about 0.4)",
+    separation.within(0.1),
+    measured=separation,
+)
+kernel_vs_none = paired(
+    A["SS-RML, with distractors", "pretrained", "none (s = 1)"],
+    A["SS-RML, with distractors", "pretrained", "median"],
+)
+claims.ours(
+    "with distractors, the heat kernel (median t) beats no kernel (s = 1)",
+    kernel_vs_none.detected(),
+    expect=False,
+    measured=kernel_vs_none,
+);
 
 # %% [markdown]
 # In this feature space the kernel separates the two only slightly: distractor scenes lie
@@ -640,12 +1061,19 @@ claims.ours("with distractors, the heat kernel (median t) beats no kernel (s = 1
 # The claims of this chapter, as measured in this run:
 
 # %% tags=["nbval-check-output"]
-claims.table("paper", caption=f"Cevikalp et al. 2019, the paper's claims: {P['dataset']}, {P['image_size']} px, "
-                              f"{P['n_seeds']} seeds; paired Δ ± sd (reproduced: the effect exceeds its spread)")
+claims.table(
+    "paper",
+    caption="Cevikalp et al. 2019, the paper's claims: "
+    f"{P['dataset']}, {P['image_size']} px, {P['n_seeds']} seeds; paired Δ ± sd "
+    "(reproduced: the effect exceeds its spread)",
+)
 
 # %% tags=["nbval-check-output"]
-claims.table("ours", caption=f"Cevikalp et al. 2019, our observations: {P['dataset']}, {P['image_size']} px, "
-                             f"{P['n_seeds']} seeds")
+claims.table(
+    "ours",
+    caption="Cevikalp et al. 2019, our observations: "
+    f"{P['dataset']}, {P['image_size']} px, {P['n_seeds']} seeds",
+)
 
 # %% [markdown]
 # ## Paper and code

@@ -53,9 +53,9 @@
 # published book is), the measurements below are CPU figures for the small networks; run this
 # page with `scale="full"` on a GPU to measure the papers' backbones.
 
-# %% tags=["parameters"]
-# params/full_scale.yaml: "quick" measures the CPU networks of the book, "full" the papers'
-# backbones at their resolutions (a GPU).
+# %% tags=["parameters", "hide-input"]
+# params/full_scale.yaml: "quick" measures the CPU networks of the book, "full" the
+# papers' backbones at their resolutions (a GPU).
 scale = "quick"
 device = None
 backbones = None
@@ -67,22 +67,41 @@ loading_dataset = None
 data_root = None
 workers = None
 
-# %%
+# %% tags=["hide-input"]
 from pathlib import Path
 
 import torch
 import yaml
 from IPython.display import Markdown, display
 
-from mlrobust.bench import (BenchSettings, bench_inference, bench_loading, bench_methods, bench_train_step,
-                            device_name, format_table)
+from mlrobust.bench import (
+    BenchSettings,
+    bench_inference,
+    bench_loading,
+    bench_methods,
+    bench_train_step,
+    device_name,
+    format_table,
+)
 from mlrobust.engine import resolve_device
 from mlrobust.claims import Claims
 from mlrobust.notebook import markdown_table, resolve_parameters
 
-P = resolve_parameters("full_scale", scale, dict(
-    device=device, backbones=backbones, batch_size=batch_size, steps=steps, warmup=warmup, rounds=rounds,
-    loading_dataset=loading_dataset, data_root=data_root, workers=workers))
+P = resolve_parameters(
+    "full_scale",
+    scale,
+    dict(
+        device=device,
+        backbones=backbones,
+        batch_size=batch_size,
+        steps=steps,
+        warmup=warmup,
+        rounds=rounds,
+        loading_dataset=loading_dataset,
+        data_root=data_root,
+        workers=workers,
+    ),
+)
 DEVICE = resolve_device(P["device"])
 claims = Claims(strict=scale == "quick")
 print(f"measuring on {device_name(DEVICE)} with torch {torch.__version__}")
@@ -95,13 +114,25 @@ print(f"measuring on {device_name(DEVICE)} with torch {torch.__version__}")
 # (a whole official split is `n = 0`).
 
 # %%
-KEYS = ["backbone", "image_size", "epochs", "batch_size", "lr", "schedule", "n_train", "n_test", "n_seeds"]
+KEYS = [
+    "backbone",
+    "image_size",
+    "epochs",
+    "batch_size",
+    "lr",
+    "schedule",
+    "n_train",
+    "n_test",
+    "n_seeds",
+]
 rows = []
 for path in sorted(Path("params").glob("ch*.yaml")):
     presets = yaml.safe_load(path.read_text())
     full = presets["full"]
     datasets = ", ".join(["shapescenes"] + sorted(presets.get("datasets") or {}))
-    rows.append([path.stem] + [str(full.get(k, "-")) for k in KEYS] + [datasets])  # str: lr 1e-4 stays 1e-4
+    rows.append(
+        [path.stem] + [str(full.get(k, "-")) for k in KEYS] + [datasets]
+    )  # str: lr 1e-4 stays 1e-4
 markdown_table(["chapter"] + KEYS + ["datasets"], rows)
 
 # %% [markdown]
@@ -139,26 +170,64 @@ markdown_table(["chapter"] + KEYS + ["datasets"], rows)
 # The numbers are images per second (higher is better) and milliseconds per batch.
 
 # %%
-SPECS = [(name, int(size)) for name, size in (spec.split("@") for spec in str(P["backbones"]).split(","))]
+SPECS = [
+    (name, int(size))
+    for name, size in (spec.split("@") for spec in str(P["backbones"]).split(","))
+]
 speed = []
 for name, size in SPECS:
-    knobs = dict(backbone=name, image_size=size, batch_size=P["batch_size"], device=str(DEVICE), steps=P["steps"],
-                 warmup=P["warmup"])
+    knobs = dict(
+        backbone=name,
+        image_size=size,
+        batch_size=P["batch_size"],
+        device=str(DEVICE),
+        steps=P["steps"],
+        warmup=P["warmup"],
+    )
     speed += [bench_train_step(**knobs), bench_inference(**knobs)]
-display(Markdown(f"Device: {device_name(DEVICE)}; torch {torch.__version__}; batch {P['batch_size']}.\n\n"
-                 + format_table(speed, ["what", "backbone", "image_size", "amp", "channels_last", "images_per_s",
-                                        "step_ms"])))
+display(
+    Markdown(
+        f"Device: {device_name(DEVICE)}; torch {torch.__version__}; "
+        f"batch {P['batch_size']}.\n\n"
+        + format_table(
+            speed,
+            [
+                "what",
+                "backbone",
+                "image_size",
+                "amp",
+                "channels_last",
+                "images_per_s",
+                "step_ms",
+            ],
+        )
+    )
+)
 
 # %%
-train_rate = {(r.backbone, r.image_size): r.images_per_s for r in speed if r.what.startswith("train")}
-infer_rate = {(r.backbone, r.image_size): r.images_per_s for r in speed if r.what.startswith("inference")}
+train_rate = {
+    (r.backbone, r.image_size): r.images_per_s
+    for r in speed
+    if r.what.startswith("train")
+}
+infer_rate = {
+    (r.backbone, r.image_size): r.images_per_s
+    for r in speed
+    if r.what.startswith("inference")
+}
 for key in train_rate:
-    claims.ours(f"inference is faster than training ({key[0]} at {key[1]} px)", infer_rate[key] > train_rate[key],
-                measured=f"{infer_rate[key]:.0f} vs {train_rate[key]:.0f} img/s")
+    claims.ours(
+        f"inference is faster than training ({key[0]} at {key[1]} px)",
+        infer_rate[key] > train_rate[key],
+        measured=f"{infer_rate[key]:.0f} vs {train_rate[key]:.0f} img/s",
+    )
 name, size = SPECS[0]
 coco_epoch = 82_783 / train_rate[(name, size)]
-print(f"one epoch over COCO train2014 (82,783 images) with {name} at {size} px on this device: "
-      f"{coco_epoch / 60:.1f} min of training steps, data loading not included")
+print(
+    "one epoch over COCO train2014 (82,783 images) with "
+    f"{name} at {size} px on this device: "
+    f"{coco_epoch / 60:.1f} min of training steps, data loading not included"
+)
 
 # %% [markdown]
 # ### Data loading
@@ -169,13 +238,32 @@ print(f"one epoch over COCO train2014 (82,783 images) with {name} at {size} px o
 # DataLoader workers.
 
 # %%
-loading = [bench_loading(P["loading_dataset"], P["batch_size"], P["workers"], str(DEVICE), P["steps"],
-                         augment=policy, image_size=SPECS[0][1], data_root=P["data_root"])
-           for policy in ("none", "flip", "strong")]
+loading = [
+    bench_loading(
+        P["loading_dataset"],
+        P["batch_size"],
+        P["workers"],
+        str(DEVICE),
+        P["steps"],
+        augment=policy,
+        image_size=SPECS[0][1],
+        data_root=P["data_root"],
+    )
+    for policy in ("none", "flip", "strong")
+]
 slowest = min(r.images_per_s for r in loading)
-claims.ours("data loading with the strongest augmentation outpaces the training step", slowest > train_rate[SPECS[0]],
-            measured=f"{slowest:.0f} vs {train_rate[SPECS[0]]:.0f} img/s")
-display(Markdown(format_table(loading, ["what", "image_size", "batch_size", "images_per_s", "step_ms"])))
+claims.ours(
+    "data loading with the strongest augmentation outpaces the training step",
+    slowest > train_rate[SPECS[0]],
+    measured=f"{slowest:.0f} vs {train_rate[SPECS[0]]:.0f} img/s",
+)
+display(
+    Markdown(
+        format_table(
+            loading, ["what", "image_size", "batch_size", "images_per_s", "step_ms"]
+        )
+    )
+)
 
 # %% [markdown]
 # ### What each method costs
@@ -185,9 +273,13 @@ display(Markdown(format_table(loading, ["what", "image_size", "batch_size", "ima
 # relabeling passes per image, which run once before a few given epochs, not at every step.
 
 # %%
-settings = BenchSettings(SPECS[0][0], SPECS[0][1], P["batch_size"], str(DEVICE), P["steps"], P["warmup"])
+settings = BenchSettings(
+    SPECS[0][0], SPECS[0][1], P["batch_size"], str(DEVICE), P["steps"], P["warmup"]
+)
 ratios = bench_methods(settings, rounds=P["rounds"])
-display(Markdown(format_table(ratios, ["what", "images_per_s", "step_ms", "ratio_to_bce"])))
+display(
+    Markdown(format_table(ratios, ["what", "images_per_s", "step_ms", "ratio_to_bce"]))
+)
 
 # %% [markdown]
 # ## The papers' numbers
@@ -195,18 +287,24 @@ display(Markdown(format_table(ratios, ["what", "images_per_s", "step_ms", "ratio
 # What a full-scale run should approach (COCO 2014, from the papers' tables):
 
 # %%
-markdown_table(["paper, setting", "mAP (%)"], [
-    ["Durand et al. Table 4: ResNet-101 WELDON, 10 % of the labels, BCE, frozen", 66.21],
-    ["... fine-tuned, BCE", 72.15],
-    ["... fine-tuned, partial-BCE", 75.31],
-    ["... + GNN", 75.82],
-    ["... + GNN + relabeling [e]", 76.40],
-    ["Pene et al. Table 1: TResNet-M 224 px, ASL, 0 % noise", 74.91],
-    ["... ASL, 40 % symmetric noise", 52.18],
-    ["... GALC-SLR, 40 % symmetric noise", 69.94],
-    ["... ASL, 60 % symmetric noise", 36.81],
-    ["... GALC-SLR, 60 % symmetric noise", 65.48],
-])
+markdown_table(
+    ["paper, setting", "mAP (%)"],
+    [
+        [
+            "Durand et al. Table 4: ResNet-101 WELDON, 10 % of the labels, BCE, frozen",
+            66.21,
+        ],
+        ["... fine-tuned, BCE", 72.15],
+        ["... fine-tuned, partial-BCE", 75.31],
+        ["... + GNN", 75.82],
+        ["... + GNN + relabeling [e]", 76.40],
+        ["Pene et al. Table 1: TResNet-M 224 px, ASL, 0 % noise", 74.91],
+        ["... ASL, 40 % symmetric noise", 52.18],
+        ["... GALC-SLR, 40 % symmetric noise", 69.94],
+        ["... ASL, 60 % symmetric noise", 36.81],
+        ["... GALC-SLR, 60 % symmetric noise", 65.48],
+    ],
+)
 
 # %% [markdown]
 # The observations of this page, as measured in this build:
