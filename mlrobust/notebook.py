@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import ast
 import inspect
+import os
+import re
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,10 +20,40 @@ import numpy as np
 import yaml
 
 __all__ = ["resolve_parameters", "check_parameters", "find_params_dir", "show_source", "without_docstrings",
-           "markdown_table", "mean_std", "fmt_mean_std"]
+           "markdown_table", "mean_std", "fmt_mean_std", "BOOK_THREADS", "use_book_threads",
+           "mask_table_numbers"]
 
 
 PARAMS_FOLDER = Path("book") / "params"
+
+#: torch threads of a chapter executed for the book (``make book``, ``make refresh``, nbval
+#: in ``make test``): one, so that the committed numbers do not depend on the machine's core
+#: count (a sum split over threads adds in another order) and chapters run side by side,
+#: one per core. A chapter opened in JupyterLab uses every core and may differ in the last
+#: digits.
+BOOK_THREADS = 1
+
+
+def use_book_threads() -> None:
+    """Give this process, and the kernels it starts from now on, :data:`BOOK_THREADS` torch
+    threads (the build script and the test session call it before any chapter runs)."""
+    import torch
+
+    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[variable] = str(BOOK_THREADS)
+    torch.set_num_threads(BOOK_THREADS)
+
+
+_NUMBER = re.compile(r"[-+\u2212]?\d+(?:\.\d+)?(?:e[-+]?\d+)?")
+_TABLE_ROW = re.compile(r"^\|.*$", re.MULTILINE)
+
+
+def mask_table_numbers(text: str) -> str:
+    """``text`` with every number in a markdown table row (a line starting with ``|``),
+    with its sign, replaced by ``#``; the rest of the text, and the words of the rows, as they are. nbval
+    compares a chapter's tables this way on a machine other than the one that executed it
+    (see conftest.py): the measured numbers differ there, the rows and verdicts must not."""
+    return _TABLE_ROW.sub(lambda row: _NUMBER.sub("#", row.group(0)), text)
 
 
 def find_params_dir(chapter: str) -> Path:

@@ -162,6 +162,11 @@ def test_a_chapter_runs_once_then_comes_from_the_cache(bb: ModuleType, tmp_path:
     executed = nbformat.read(staged, as_version=4)
     assert executed.cells[-1].outputs[0]["text"] == "answer 42\n"
     assert "papermill" not in executed.metadata and all("papermill" not in c.metadata for c in executed.cells)
+    from mlrobust.engine import numerics_fingerprint
+    from mlrobust.notebook import BOOK_THREADS
+
+    # the machine it ran on, with the book's thread count, for nbval's comparison (conftest.py)
+    assert executed.metadata["mlrobust"]["executed_on"] == dict(numerics_fingerprint(), threads=BOOK_THREADS)
     first_mtime = staged.stat().st_mtime_ns
     start = time.perf_counter()
     bb.stage_sources(keep=lambda p: p == staged)
@@ -180,6 +185,7 @@ def test_a_chapter_runs_once_then_comes_from_the_cache(bb: ModuleType, tmp_path:
     merged = nbformat.read(staged, as_version=4)
     assert merged.cells[-1].source == "A new closing remark." and merged.cells[-2].outputs[0]["text"] == "again 63\n"
     assert merged.metadata["language_info"]["name"] == "python" and "from the cache" in capsys.readouterr().out
+    assert merged.metadata["mlrobust"] == executed.metadata["mlrobust"]  # the outputs' machine travels with them
 
 
 def test_a_cell_past_the_time_limit_stops_the_build_naming_it(bb: ModuleType, tmp_path: Path) -> None:

@@ -163,14 +163,19 @@ def _papermill() -> ModuleType:
     return pm
 
 
-def clean_executed(path: Path) -> None:
+def clean_executed(path: Path, executed_on: dict[str, Any] | None = None) -> None:
     """Drop what an execution adds besides outputs: papermill's run record (notebook and
-    cells), nbclient's per-cell timings, the injected-parameters cell and widget state."""
+    cells), nbclient's per-cell timings, the injected-parameters cell and widget state.
+    ``executed_on`` records the numerics fingerprint of the machine that just executed it:
+    nbval compares the chapter's measured numbers exactly only on a machine with the same
+    one (conftest.py)."""
     import nbformat
 
     nb = nbformat.read(path, as_version=4)
     for key in ("papermill", "widgets"):
         nb.metadata.pop(key, None)
+    if executed_on is not None:
+        nb.metadata["mlrobust"] = {"executed_on": executed_on}
     nb.cells = [c for c in nb.cells if "injected-parameters" not in c.metadata.get("tags", [])]
     for cell in nb.cells:
         for key in ("papermill", "execution", "ExecuteTime"):
@@ -182,8 +187,15 @@ def execute(src: Path, dst: Path, parameters: dict[str, Any], cwd: Path, cell_ti
             clean: bool = True) -> float:
     """Run ``src`` into ``dst`` with papermill from ``cwd`` and, with ``clean``, strip the run
     metadata (a full-scale run in _build/ keeps it: it records how the run was made);
-    returns the seconds it took."""
+    returns the seconds it took. A chapter executed for the book (``clean``) runs with the
+    book's thread count, the one nbval checks it with."""
     from nbclient.exceptions import CellTimeoutError
+
+    if clean:
+        from mlrobust.engine import numerics_fingerprint
+        from mlrobust.notebook import use_book_threads
+
+        use_book_threads()
 
     pm = _papermill()
     start = time.perf_counter()
@@ -197,7 +209,7 @@ def execute(src: Path, dst: Path, parameters: dict[str, Any], cwd: Path, cell_ti
         raise SystemExit(f"{src.stem}: a cell ran past {cell_timeout} s (the cell after the last one logged "
                          "above); raise the limit with --cell-timeout SECONDS (0 for none)") from None
     if clean:
-        clean_executed(dst)
+        clean_executed(dst, numerics_fingerprint())
     seconds = time.perf_counter() - start
     print(f"  done in {seconds:.0f} s", flush=True)
     return seconds
@@ -274,7 +286,8 @@ def store(notebook: Path, keys: Iterable[str], executed: Path) -> None:
 
 def merge_outputs(notebook: Path, executed: Path, dst: Path) -> None:
     """Write the chapter's current cells to ``dst`` with the outputs of ``executed``, an
-    execution of the same code cells (in the same order); the kernel's language_info too."""
+    execution of the same code cells (in the same order); the kernel's language_info and
+    the machine it ran on too."""
     import jupytext
     import nbformat
 
@@ -283,8 +296,9 @@ def merge_outputs(notebook: Path, executed: Path, dst: Path) -> None:
     ran = [c for c in done.cells if c.cell_type == "code"]
     for cell, old in zip([c for c in nb.cells if c.cell_type == "code"], ran, strict=True):
         cell.outputs, cell.execution_count = old.outputs, old.get("execution_count")
-    if "language_info" in done.metadata:
-        nb.metadata["language_info"] = done.metadata["language_info"]
+    for key in ("language_info", "mlrobust"):
+        if key in done.metadata:
+            nb.metadata[key] = done.metadata[key]
     dst.parent.mkdir(parents=True, exist_ok=True)
     jupytext.write(nb, dst, fmt="ipynb")
 

@@ -16,7 +16,7 @@ import torch
 from ..progress import progress_enabled
 from ..seeding import derive_seed
 
-__all__ = ["derive_seed", "resolve_device", "environment_report", "progress_enabled"]
+__all__ = ["derive_seed", "resolve_device", "environment_report", "numerics_fingerprint", "progress_enabled"]
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -64,3 +64,34 @@ def environment_report(device: torch.device | None = None) -> dict[str, Any]:
             report["gpu"] = torch.cuda.get_device_name(device)
             report["cuda"] = torch.version.cuda
     return report
+
+
+def _cpu_identity() -> str:
+    """Vendor, family, model and stepping of the CPU (Linux), else what ``platform`` knows."""
+    fields: dict[str, str] = {}
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if not line.strip():
+                    break  # the first processor is enough
+                key, _, value = line.partition(":")
+                fields[key.strip()] = value.strip()
+    except OSError:
+        pass
+    parts = [fields.get(k, "") for k in ("vendor_id", "cpu family", "model", "stepping")]
+    return " ".join(p for p in parts if p) or platform.processor() or platform.machine()
+
+
+def numerics_fingerprint() -> dict[str, Any]:
+    """What decides the last bits of a CPU computation besides the code and the seeds:
+    torch's version, the CPU model, the vector instructions torch dispatches to and the
+    number of threads (reductions split over threads add in another order). Two machines
+    with the same fingerprint give the same numbers bit for bit; a chapter executed on one
+    and checked on another differs in the last digits, which training then amplifies to
+    differences within the seed spread."""
+    return {
+        "torch": torch.__version__,
+        "cpu": _cpu_identity(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "threads": torch.get_num_threads(),
+    }
