@@ -10,11 +10,20 @@ executed (``tools/build_book.py``); elsewhere it masks the numbers of those tabl
 verdicts, with a warning. Every other checked output (the hand-worked examples, the gradient
 checks) is compared exactly everywhere, and the claims are asserted inside the chapters on
 every machine.
+
+A chapter whose recorded code key (its code cells, the parameter files, the package, the
+locked environment, the build script: ``tools/build_book.py``'s ``code_key``) and machine
+both equal this checkout's and this machine's was executed by exactly this code here, so a
+re-execution would reproduce it bit for bit: it is skipped, saying so, unless
+``MLROBUST_NBVAL=all``. Any change to the package or the chapter re-executes it.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,11 +36,37 @@ class NumbersNotCompared(pytest.PytestWarning):
     """A chapter's table numbers were not compared: it was executed on another machine."""
 
 
-def _executed_on(path: Any) -> dict | None:
+_UNCHANGED: dict[Path, str] = {}  # chapter -> why its re-execution is skipped
+
+
+def _recorded(path: Path) -> dict:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))["metadata"]["mlrobust"]["executed_on"]
+        record = json.loads(path.read_text(encoding="utf-8"))["metadata"]["mlrobust"]
     except (OSError, ValueError, KeyError, TypeError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def _code_key(path: Path) -> str | None:
+    """tools/build_book.py's key of a chapter of book/ at the quick scale (None elsewhere)."""
+    root = Path(__file__).resolve().parent
+    if path.parent != root / "book" or not (root / "book" / "py" / f"{path.stem}.py").is_file():
         return None
+    spec = importlib.util.spec_from_file_location("_mlrobust_build_book", root / "tools" / "build_book.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.code_key(path, "quick", {})
+
+
+def skip_reason(path: Path, record: dict, here: dict) -> str | None:
+    """Why re-executing the chapter at ``path`` is pointless (None: it is not)."""
+    key = record.get("code_key")
+    if os.environ.get("MLROBUST_NBVAL") == "all" or record.get("executed_on") != here or key is None:
+        return None
+    if key != _code_key(path):
+        return None
+    return (f"executed by this code on this machine kind ({key}): a re-execution reproduces it bit for bit "
+            "(MLROBUST_NBVAL=all runs it)")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -44,6 +79,9 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # the chapters first: each takes minutes on one worker, while the others share the tests
     items.sort(key=lambda item: item.path.suffix != ".ipynb")
+    for item in items:
+        if item.path in _UNCHANGED:
+            item.add_marker(pytest.mark.skip(reason=_UNCHANGED[item.path]))
 
 
 def pytest_collectstart(collector: Any) -> None:
@@ -55,8 +93,12 @@ def pytest_collectstart(collector: Any) -> None:
     # Progress bars and warnings go to stderr and differ between runs: never compare them.
     collector.skip_compare += ("stderr", "text/html", "application/javascript",
                                "application/vnd.jupyter.widget-view+json")
-    recorded, here = _executed_on(collector.path), numerics_fingerprint()
-    if recorded != here:
+    record, here = _recorded(collector.path), numerics_fingerprint()
+    recorded = record.get("executed_on")
+    reason = skip_reason(collector.path, record, here)
+    if reason is not None:
+        _UNCHANGED[collector.path] = reason
+    elif recorded != here:
         collector.sanitize_patterns[_TABLE_ROWS] = lambda text: mask_table_numbers(text.group(0))
         collector.warn(NumbersNotCompared(
             f"the numbers of its tables are not compared: executed on {recorded or 'an unrecorded machine'}, "

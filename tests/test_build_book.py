@@ -185,7 +185,9 @@ def test_a_chapter_runs_once_then_comes_from_the_cache(bb: ModuleType, tmp_path:
     merged = nbformat.read(staged, as_version=4)
     assert merged.cells[-1].source == "A new closing remark." and merged.cells[-2].outputs[0]["text"] == "again 63\n"
     assert merged.metadata["language_info"]["name"] == "python" and "from the cache" in capsys.readouterr().out
-    assert merged.metadata["mlrobust"] == executed.metadata["mlrobust"]  # the outputs' machine travels with them
+    # the outputs' machine and code key travel with them (a prose change keeps the code key)
+    assert merged.metadata["mlrobust"] == {"executed_on": executed.metadata["mlrobust"]["executed_on"],
+                                           "code_key": bb.code_key(nb, "quick", {})}
 
 
 def test_a_cell_past_the_time_limit_stops_the_build_naming_it(bb: ModuleType, tmp_path: Path) -> None:
@@ -287,3 +289,33 @@ def test_committed_chapter_has_no_run_metadata_or_widget_state(ipynb: Path) -> N
     nb = nbformat.read(ipynb, as_version=4)
     assert not {"papermill", "widgets"} & set(nb.metadata), ipynb.name
     assert not [c for c in nb.cells if {"papermill", "execution"} & set(c.metadata)], ipynb.name
+
+
+def test_chapters_refresh_in_parallel_one_thread_each(tmp_path: Path) -> None:
+    """--jobs 2: each chapter in its own process, on one thread, recording its machine and
+    code key; a failing chapter fails the build by name and leaves its notebook unwritten."""
+    import subprocess
+    import sys
+
+    (tmp_path / "tools").mkdir()
+    shutil.copy(ROOT / "tools" / "build_book.py", tmp_path / "tools")
+    (tmp_path / "book" / "py").mkdir(parents=True)
+    (tmp_path / "book" / "params").mkdir()
+    (tmp_path / "book" / "intro.md").write_text("# Intro\n")
+    for name in ("tiny", "tiny2", "broken"):
+        source = TINY.replace('"tiny"', repr(name)) + ("\n# %%\nraise ValueError('broken on purpose')\n"
+                                                     if name == "broken" else "")
+        (tmp_path / "book" / "py" / f"{name}.py").write_text(source)
+        (tmp_path / "book" / "params" / f"{name}.yaml").write_text(yaml.safe_dump(TINY_PARAMS))
+    (tmp_path / "_toc.yml").write_text(yaml.safe_dump({"root": "book/intro", "chapters": [
+        {"file": "book/tiny"}, {"file": "book/tiny2"}, {"file": "book/broken"}]}))
+    out = subprocess.run([sys.executable, str(tmp_path / "tools" / "build_book.py"), "--in-place", "--jobs", "2"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert out.returncode != 0 and "failed: broken" in out.stderr, out.stdout[-2000:] + out.stderr[-2000:]
+    assert "tiny cell  3/3" in out.stdout and "tiny2 cell  3/3" in out.stdout
+    assert not (tmp_path / "book" / "broken.ipynb").exists()
+    for name in ("tiny", "tiny2"):
+        nb = nbformat.read(tmp_path / "book" / f"{name}.ipynb", as_version=4)
+        assert nb.cells[-1].outputs[0]["text"] == "answer 42\n"
+        record = nb.metadata["mlrobust"]
+        assert record["executed_on"]["threads"] == 1 and record["code_key"].startswith("code-")

@@ -163,19 +163,19 @@ def _papermill() -> ModuleType:
     return pm
 
 
-def clean_executed(path: Path, executed_on: dict[str, Any] | None = None) -> None:
+def clean_executed(path: Path, record: dict[str, Any] | None = None) -> None:
     """Drop what an execution adds besides outputs: papermill's run record (notebook and
     cells), nbclient's per-cell timings, the injected-parameters cell and widget state.
-    ``executed_on`` records the numerics fingerprint of the machine that just executed it:
-    nbval compares the chapter's measured numbers exactly only on a machine with the same
-    one (conftest.py)."""
+    ``record`` goes into the notebook's ``mlrobust`` metadata: the numerics fingerprint of
+    the machine that just executed it (``executed_on``) and the chapter's :func:`code_key`
+    (``code_key``), which tell nbval what a re-execution would reproduce (conftest.py)."""
     import nbformat
 
     nb = nbformat.read(path, as_version=4)
     for key in ("papermill", "widgets"):
         nb.metadata.pop(key, None)
-    if executed_on is not None:
-        nb.metadata["mlrobust"] = {"executed_on": executed_on}
+    if record is not None:
+        nb.metadata["mlrobust"] = record
     nb.cells = [c for c in nb.cells if "injected-parameters" not in c.metadata.get("tags", [])]
     for cell in nb.cells:
         for key in ("papermill", "execution", "ExecuteTime"):
@@ -184,11 +184,12 @@ def clean_executed(path: Path, executed_on: dict[str, Any] | None = None) -> Non
 
 
 def execute(src: Path, dst: Path, parameters: dict[str, Any], cwd: Path, cell_timeout: int | None, *,
-            clean: bool = True) -> float:
+            clean: bool = True, key: str | None = None) -> float:
     """Run ``src`` into ``dst`` with papermill from ``cwd`` and, with ``clean``, strip the run
     metadata (a full-scale run in _build/ keeps it: it records how the run was made);
     returns the seconds it took. A chapter executed for the book (``clean``) runs with the
-    book's thread count, the one nbval checks it with."""
+    book's thread count, the one nbval checks it with, and records the machine and its
+    code ``key``."""
     from nbclient.exceptions import CellTimeoutError
 
     if clean:
@@ -209,7 +210,7 @@ def execute(src: Path, dst: Path, parameters: dict[str, Any], cwd: Path, cell_ti
         raise SystemExit(f"{src.stem}: a cell ran past {cell_timeout} s (the cell after the last one logged "
                          "above); raise the limit with --cell-timeout SECONDS (0 for none)") from None
     if clean:
-        clean_executed(dst, numerics_fingerprint())
+        clean_executed(dst, {"executed_on": numerics_fingerprint(), **({"code_key": key} if key else {})})
     seconds = time.perf_counter() - start
     print(f"  done in {seconds:.0f} s", flush=True)
     return seconds
@@ -378,7 +379,7 @@ def stage_chapter(nb: Path, scale: str, params: dict[str, Any], cell_timeout: in
     if preset.get("output_dir"):  # a fresh run folder, as when the stage was rebuilt from scratch
         shutil.rmtree(dst.parent / preset["output_dir"], ignore_errors=True)
     write_from_source(nb, work)
-    seconds = execute(work, work, params, dst.parent, cell_timeout)
+    seconds = execute(work, work, params, dst.parent, cell_timeout, key=code)
     store(nb, (code, source), work)  # cleaned of run metadata: the same bytes every build
     sync_file(work, dst)
     return seconds
@@ -437,7 +438,31 @@ def _arguments() -> argparse.Namespace:
     p.add_argument("--no-cache", action="store_true", help="re-execute every chapter even if nothing changed")
     p.add_argument("--strip-metadata", action="store_true",
                    help="only remove run metadata and widget state from the committed book/*.ipynb (no execution)")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="chapters executed at once for the book (default: one per core; each uses one thread)")
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)  # one chapter of a parallel build
     return p.parse_args()
+
+
+def run_in_parallel(chapters: list[Path], jobs: int, args: argparse.Namespace) -> None:
+    """Build each chapter of the quick scale in its own process (this script with
+    ``--chapter``), ``jobs`` at a time: a chapter runs on one thread
+    (:data:`mlrobust.notebook.BOOK_THREADS`), so one per core. Their logs interleave line by
+    line, each line naming its chapter."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    argv = ["--scale", "quick", *(["--in-place"] if args.in_place else []),
+            *(["--cell-timeout", str(args.cell_timeout)] if args.cell_timeout is not None else [])]
+
+    def one(nb: Path) -> int:
+        return subprocess.run([sys.executable, str(Path(__file__).resolve()), *argv, "--chapter", nb.stem,
+                               "--child"]).returncode
+
+    with ThreadPoolExecutor(jobs) as pool:
+        codes = dict(zip(chapters, pool.map(one, chapters)))
+    failed = [nb.stem for nb, code in codes.items() if code != 0]
+    if failed:
+        raise SystemExit(f"failed: {', '.join(failed)} (see the log above)")
 
 
 def _chapters(name: str | None) -> list[Path]:
@@ -459,7 +484,8 @@ def refresh_in_place(chapters: list[Path], scale: str, params: dict[str, Any],
         work = BUILD / "refresh" / nb.name
         write_from_source(nb, work)
         try:
-            times[nb.stem] = execute(work, work, params, nb.parent, cell_timeout)
+            times[nb.stem] = execute(work, work, params, nb.parent, cell_timeout,
+                                     key=code_key(nb, scale, params))
         except pm.PapermillExecutionError:
             print(f"{nb.stem} failed; {nb.relative_to(ROOT)} is unchanged, the failed run is {work}")
             raise
@@ -483,7 +509,11 @@ def main() -> int:
         for nb in chapters:
             clean_executed(nb)
         return 0
-    if args.in_place:
+    jobs = args.jobs or os.cpu_count() or 1
+    parallel = not args.child and args.scale == "quick" and jobs > 1 and len(chapters) > 1
+    if parallel and args.in_place:
+        run_in_parallel(chapters, jobs, args)
+    elif args.in_place:
         times.update(refresh_in_place(chapters, args.scale, params, cell_timeout))
     elif args.scale != "quick":
         out = BUILD / args.scale
@@ -500,10 +530,15 @@ def main() -> int:
         if args.no_cache:
             shutil.rmtree(CACHE, ignore_errors=True)
         staged = {STAGE / nb.relative_to(ROOT) for nb in toc_chapters()}
-        stage_sources(keep=lambda p: p in staged)
-        for nb in chapters:
-            times[nb.stem] = stage_chapter(nb, args.scale, params, cell_timeout)
-        build_html()
+        if not args.child:  # a parallel build's chapters find the sources staged
+            stage_sources(keep=lambda p: p in staged)
+        if parallel:
+            run_in_parallel(chapters, jobs, args)
+        else:
+            for nb in chapters:
+                times[nb.stem] = stage_chapter(nb, args.scale, params, cell_timeout)
+        if not args.child:
+            build_html()
     for name, s in times.items():
         print(f"{name}: " + ("cached" if s is None else f"{s:.0f} s"))
     return 0
