@@ -38,18 +38,7 @@ check_book = _load("check_book")
 #: Defects known today, each waiting for its chapter's owner or its refresh: (page, kind) -> why.
 #: Such a test is an expected failure; once the defect is gone it fails until its line here is
 #: removed.
-PENDING = {
-    ("ch03_pene", "figure-font"): "Fig. 3.1 and 3.2 are 9.6 in wide in the code; the committed "
-                                  "images predate it (make refresh)",
-    ("ch04_cevikalp", "code-width"): "chapter 4's code is not wrapped at 88 columns yet",
-    ("ch04_cevikalp", "collapsed"): "chapter 4's parameters cell is not collapsed yet",
-    ("ch04_cevikalp", "clipped"): "chapter 4's code is not wrapped at 88 columns yet",
-    ("full_scale", "code-width"): "the full-scale page's code is not wrapped at 88 columns yet",
-    ("full_scale", "collapsed"): "the full-scale page's parameters and import cells are not "
-                                 "collapsed yet",
-    ("full_scale", "clipped"): "the full-scale page's code and two of its tables are wider "
-                               "than the column",
-}
+PENDING: dict[tuple[str, str], str] = {}  # (page, kind) -> why a known defect is not fixed yet
 HTML_KINDS = [k for k in check_book.KINDS if k != "clipped"]
 
 

@@ -41,7 +41,7 @@
 # Every chapter runs at three scales, chosen in its parameters cell:
 #
 # * `quick` — what this book shows: the embedded benchmark at 32 px with small CPU networks,
-#   about 3 minutes per chapter on 2 CPU cores. Its claims are checked on every build.
+#   a few minutes per chapter on one CPU core. Its claims are checked on every build.
 # * `full` — the paper's experiment: its backbone, resolution, schedule and dataset. It needs a
 #   GPU, the dataset on disk and, for the papers' numbers, ImageNet weights on disk.
 # * `smoke` — the `full` code path on any dataset in seconds, to check an installation and a
@@ -114,26 +114,22 @@ print(f"measuring on {device_name(DEVICE)} with torch {torch.__version__}")
 # (a whole official split is `n = 0`).
 
 # %%
-KEYS = [
-    "backbone",
-    "image_size",
-    "epochs",
-    "batch_size",
-    "lr",
-    "schedule",
-    "n_train",
-    "n_test",
-    "n_seeds",
-]
-rows = []
+# two tables, so that each fits the page: how each chapter trains, and on what data
+TRAINING = {"backbone": "backbone", "image_size": "image size (px)", "epochs": "epochs",
+            "batch_size": "batch size", "lr": "lr", "schedule": "schedule"}
+DATA = {"n_train": "training images", "n_test": "test images", "n_seeds": "seeds"}
+training, data = [], []
 for path in sorted(Path("params").glob("ch*.yaml")):
     presets = yaml.safe_load(path.read_text())
     full = presets["full"]
     datasets = ", ".join(["shapescenes"] + sorted(presets.get("datasets") or {}))
-    rows.append(
-        [path.stem] + [str(full.get(k, "-")) for k in KEYS] + [datasets]
-    )  # str: lr 1e-4 stays 1e-4
-markdown_table(["chapter"] + KEYS + ["datasets"], rows)
+    # str: lr 1e-4 stays 1e-4
+    training.append([path.stem] + [str(full.get(k, "-")) for k in TRAINING])
+    data.append([path.stem] + [str(full.get(k, "-")) for k in DATA] + [datasets])
+display(markdown_table(["chapter", *TRAINING.values()], training,
+                       caption="Full scale: the training setting of each chapter"))
+markdown_table(["chapter", *DATA.values(), "datasets"], data,
+               caption="Full scale: the data of each chapter (0: the whole split)")
 
 # %% [markdown]
 # ## Commands
@@ -141,12 +137,14 @@ markdown_table(["chapter"] + KEYS + ["datasets"], rows)
 # ```bash
 # # a chapter on the embedded benchmark at full size (GPU)
 # make full CHAPTER=ch02_durand DEVICE=cuda WEIGHTS=weights/resnet101.safetensors
-# # on COCO 2014 (layout: annotations/instances_{train,val}2014.json, train2014/, val2014/)
-# make full CHAPTER=ch03_pene DATASET=coco DATA_ROOT=/data/coco DEVICE=cuda WEIGHTS=weights/tresnet_m.safetensors
+# # on COCO 2014 (annotations/instances_{train,val}2014.json, train2014/, val2014/)
+# make full CHAPTER=ch03_pene DATASET=coco DATA_ROOT=/data/coco DEVICE=cuda \
+#     WEIGHTS=weights/tresnet_m.safetensors
 # # the same path in seconds, on CPU, to check the dataset and the installation first
 # make full CHAPTER=ch03_pene DATASET=coco DATA_ROOT=/data/coco SCALE=smoke
 # # several GPUs: one experiment over all of them (torch.distributed, NCCL)
-# torchrun --nproc_per_node 8 -m mlrobust run --config my.yaml --set data.dataset=coco --set data.root=/data/coco
+# torchrun --nproc_per_node 8 -m mlrobust run --config my.yaml \
+#     --set data.dataset=coco --set data.root=/data/coco
 # ```
 #
 # The executed notebook and its run folders land in `_build/full/` (or `_build/smoke/`). Each
