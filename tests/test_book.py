@@ -48,6 +48,17 @@ def test_notebook_matches_its_source(notebook: Path) -> None:
 
 
 @pytest.mark.parametrize("notebook", CHAPTERS, ids=lambda p: p.stem)
+def test_the_pair_is_byte_identical_as_text(notebook: Path) -> None:
+    """JupyterLab (jupytext) refuses to open a chapter whose .ipynb is newer than its .py and
+    reads as different text, even if only the order of a cell's metadata keys differs, as
+    after a refresh (nbformat sorts them). The fix: ``jupytext --sync book/<chapter>.ipynb``."""
+    source = notebook.parent / "py" / f"{notebook.stem}.py"
+    assert jupytext.writes(jupytext.read(notebook), fmt="py:percent") == source.read_text(encoding="utf-8"), (
+        f"{notebook.name} reads as other text than {source.relative_to(ROOT)}: JupyterLab would refuse to "
+        f"open it; run `jupytext --sync {notebook.relative_to(ROOT)}`")
+
+
+@pytest.mark.parametrize("notebook", CHAPTERS, ids=lambda p: p.stem)
 def test_parameters_cell_and_params_file(notebook: Path) -> None:
     nb = jupytext.read(notebook)
     tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]

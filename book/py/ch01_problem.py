@@ -175,7 +175,7 @@ markdown_table(["statistic", "value", "statistic", "value"],
 # 448 px, on the CPU or the GPU, and image $i$ is the same whatever batch renders it. The
 # statistics of the chapter's training set follow the figures below.
 
-# %% tags=["hide-input"] mystnb={"figure": {"caption": "Twelve training scenes of the embedded benchmark rendered at 128 px, titled with their labels (distractors such as hearts, tees and pentagons carry no label).", "name": "fig-gallery"}}
+# %% mystnb={"figure": {"caption": "Twelve training scenes of the embedded benchmark rendered at 128 px, titled with their labels (distractors such as hearts, tees and pentagons carry no label).", "name": "fig-gallery"}} tags=["hide-input"]
 gallery = ShapeScenes(12, image_size=128, seed=0, split="train")
 titles = ["\n".join(gallery.classes[c] for c in torch.nonzero(row == 1)[:, 0])
           for row in gallery.labels]
@@ -185,7 +185,7 @@ as_jpeg(show_images(gallery.images(), titles, ncols=4, size=2.3, fontsize=9, dpi
 # The quick scale trains at low resolution, where small objects shrink to a few pixels and
 # textures blur: the same scenes at four resolutions (geometry is resolution independent).
 
-# %% tags=["hide-input"] mystnb={"figure": {"caption": "The same four scenes rendered at 32, 64, 128 and 448 px (columns). At 32 px, the quick scale, small objects are a few pixels wide and stripes, checks and dots blur into grey.", "name": "fig-resolutions"}}
+# %% mystnb={"figure": {"caption": "The same four scenes rendered at 32, 64, 128 and 448 px (columns). At 32 px, the quick scale, small objects are a few pixels wide and stripes, checks and dots blur into grey.", "name": "fig-resolutions"}} tags=["hide-input"]
 sizes = [32, 64, 128, 448]
 fig, axes = plt.subplots(4, len(sizes), figsize=(1.8 * len(sizes), 7.4), dpi=90)
 for j, size in enumerate(sizes):
@@ -224,7 +224,7 @@ if hasattr(splits.train, "scenes"):
                f"{100 * radius.min():.1f} - {100 * radius.max():.1f}"]]
 markdown_table(["training set statistic", "value"], stats)
 
-# %% tags=["hide-input"] mystnb={"figure": {"caption": "Label correlation in the training set: P(column class | row class), the share of images containing the row class that also contain the column class. The bright off-diagonal cells are the context groups and the four companion pairs.", "name": "fig-cooccurrence"}}
+# %% mystnb={"figure": {"caption": "Label correlation in the training set: P(column class | row class), the share of images containing the row class that also contain the column class. The bright off-diagonal cells are the context groups and the four companion pairs.", "name": "fig-cooccurrence"}} tags=["hide-input"]
 pos = (train_truth == 1).float()
 cond = (pos.T @ pos) / pos.sum(0).clamp(min=1)[:, None]
 fig, ax = plt.subplots(figsize=(7.5, 6.5))
@@ -292,7 +292,7 @@ show_source(labels.partial)
 # Each protocol on the twelve training images of {numref}`fig-gallery`
 # ({numref}`fig-protocols`); a red cross marks an observed label that contradicts the truth:
 
-# %% tags=["hide-input"] mystnb={"figure": {"caption": "Observed training labels under each protocol for the first 12 training images (rows) and 24 classes (columns); seed 0. Blue: present, grey: absent, white: unknown; a red cross marks a wrong label.", "name": "fig-protocols"}}
+# %% mystnb={"figure": {"caption": "Observed training labels under each protocol for the first 12 training images (rows) and 24 classes (columns); seed 0. Blue: present, grey: absent, white: unknown; a red cross marks a wrong label.", "name": "fig-protocols"}} tags=["hide-input"]
 y12 = train_truth[:12]
 # sampling is prefix-stable: the gallery shows these scenes
 if P["dataset"] == "shapescenes":
@@ -559,7 +559,7 @@ header = (f"setting ({P['dataset']}, {P['image_size']} px, {len(splits.train)} "
           f"training images, {P['n_seeds']} seeds)")
 display(markdown_table([header, "test mAP (%)", "per seed"], table_rows))
 
-# %% tags=["hide-input"] mystnb={"figure": {"caption": "Test mAP of the same network trained with all labels, with a known share of the labels (unknown ignored or taken as negative) and with noisy labels. Bars: mean over seeds; whiskers: one standard deviation; dots: individual seeds. Dashed: the mAP of scoring each class by its frequency in the scene's context, without looking at any object (embedded benchmark only).", "name": "fig-problem"}}
+# %% mystnb={"figure": {"caption": "Test mAP of the same network trained with all labels, with a known share of the labels (unknown ignored or taken as negative) and with noisy labels. Bars: mean over seeds; whiskers: one standard deviation; dots: individual seeds. Dashed: the mAP of scoring each class by its frequency in the scene's context, without looking at any object (embedded benchmark only).", "name": "fig-problem"}} tags=["hide-input"]
 fig, ax = plt.subplots(figsize=(7, 3.6))
 errorbar_by_setting(ax, results, ylabel="test mAP (%)")
 if hasattr(splits.test, "scenes"):
@@ -667,7 +667,7 @@ markdown_table(["quantity", "measured"], calibration,
                        f"{len(splits.train)} training and {len(test)} test images, "
                        f"{P['n_seeds']} seeds (mean ± sd)")
 
-# %% tags=["hide-input"] mystnb={"figure": {"caption": "mAP of the all-labels model (seed 0) on the test positives of each object-size bin (radius of the largest object of the class, as a fraction of the image side); positives outside the bin are treated as unknown, negatives are kept.", "name": "fig-size"}}
+# %% mystnb={"figure": {"caption": "mAP of the all-labels model (seed 0) on the test positives of each object-size bin (radius of the largest object of the class, as a fraction of the image side); positives outside the bin are treated as unknown, negatives are kept.", "name": "fig-size"}} tags=["hide-input"]
 if hasattr(test, "scenes"):
     test_logits = kept["all labels"].predict(test)
     # (N, C) radius of the largest object of each class

@@ -408,7 +408,7 @@ markdown_table(["set", "images"],
                        f"frequencies from {100 * freq.min():.1f} % to "
                        f"{100 * freq.max():.1f} % of the images")
 
-# %% tags=["hide-input"] mystnb={"figure": {"caption": "The long tail of the miniature Open Images: observed positive training labels per class (log scale, seed 0), coloured by the paper's frequency group, against the number of training images that truly hold the class (grey). On Open Images the tail spans 5,000 classes and several orders of magnitude of verified labels.", "name": "fig-imcl-tail"}}
+# %% mystnb={"figure": {"caption": "The long tail of the miniature Open Images: observed positive training labels per class (log scale, seed 0), coloured by the paper's frequency group, against the number of training images that truly hold the class (grey). On Open Images the tail spans 5,000 classes and several orders of magnitude of verified labels.", "name": "fig-imcl-tail"}} tags=["hide-input"]
 order = torch.argsort(pos0, stable=True)
 colours = plt.cm.viridis(np.linspace(0.1, 0.9, N_GROUPS))
 group_of = torch.zeros(NC, dtype=torch.long)
@@ -581,7 +581,7 @@ markdown_table(["method", "features"] + [c.replace("G", "group ") for c in COLS]
                        f"rarest): {P['dataset']}, {P['image_size']} px, {P['n_seeds']} "
                        "seeds (mean ± sd); rows marked (paper): Open Images, Table 1")
 
-# %% tags=["hide-input"] mystnb={"figure": {"caption": "Left: test mAP by label-frequency group (group 1: the classes with the fewest observed labels), mean ± sd over seeds, frozen features. Right: the paired change over the Logistic model per group (ours: bars with the sd over seeds; the paper's Table 1 with fixed features: diamonds).", "name": "fig-imcl-groups"}}
+# %% mystnb={"figure": {"caption": "Left: test mAP by label-frequency group (group 1: the classes with the fewest observed labels), mean \u00b1 sd over seeds, frozen features. Right: the paired change over the Logistic model per group (ours: bars with the sd over seeds; the paper's Table 1 with fixed features: diamonds).", "name": "fig-imcl-groups"}} tags=["hide-input"]
 fig, axes = plt.subplots(1, 2, figsize=(9.8, 3.8))
 names = list(METHODS)
 width = 0.8 / len(names)
@@ -738,7 +738,7 @@ if COMPLETE:
 else:
     print("neighbour precision: skipped, the dataset has no complete hidden truth")
 
-# %% tags=["hide-input"] mystnb={"figure": {"caption": "Three training images (left column, their hidden true labels above) and the first (up to three) images Joint Nonnegative OMP selects as similar in their mini-batch, with the similarities c (labels) and c̄ (features), at the end of IMCL training (seed 0). A selected image sharing a true label with its query is marked ✓.", "name": "fig-imcl-neighbours"}}
+# %% mystnb={"figure": {"caption": "Three training images (left column, their hidden true labels above) and the first (up to three) images Joint Nonnegative OMP selects as similar in their mini-batch, with the similarities c (labels) and c\u0304 (features), at the end of IMCL training (seed 0). A selected image sharing a true label with its query is marked \u2713.", "name": "fig-imcl-neighbours"}} tags=["hide-input"]
 if COMPLETE:
     model0 = RUNS["fixed", "IMCL"][0].trainer
     batch = torch.arange(P["batch_size"])
@@ -1045,7 +1045,7 @@ if COMPLETE:
                  not ext.detected() and not ext.detected(-1), measured=ext,
                  paper="76.72 vs 76.74 (Table 3, all)");
 
-# %% tags=["hide-input"] mystnb={"figure": {"caption": "The label graph of seed 0: its initial weights from the observed co-occurrences (left), the change the IMCL run made to them (middle; note the scale), and the co-occurrence rate P(j′ | j) in the hidden complete training labels (right). Row j holds the labels j′ that explain label j.", "name": "fig-imcl-graph"}}
+# %% mystnb={"figure": {"caption": "The label graph of seed 0: its initial weights from the observed co-occurrences (left), the change the IMCL run made to them (middle; note the scale), and the co-occurrence rate P(j\u2032 | j) in the hidden complete training labels (right). Row j holds the labels j\u2032 that explain label j.", "name": "fig-imcl-graph"}} tags=["hide-input"]
 imcl0 = RUNS["fixed", "IMCL"][0].trainer.method
 w_init = type(imcl0.graph)(imcl0.graph.neighbours, imcl0.initial_weights.cpu(),
                           imcl0.graph.mask.cpu()).dense()
@@ -1204,7 +1204,7 @@ if ATTR is not None:
                 f"{P['attr_dataset']}, frozen features, {P['n_seeds']} seeds "
                 "(mean ± sd)"))
 
-# %% tags=["hide-input"] mystnb={"figure": {"caption": "The attribute task (the paper's Figure 3): paired change of test mAP over the Logistic model against the share of hidden attributes, for IMCL with side information of weight a (a = 0: none); mean ± sd over seeds, frozen features.", "name": "fig-imcl-attributes"}}
+# %% mystnb={"figure": {"caption": "The attribute task (the paper's Figure 3): paired change of test mAP over the Logistic model against the share of hidden attributes, for IMCL with side information of weight a (a = 0: none); mean \u00b1 sd over seeds, frozen features.", "name": "fig-imcl-attributes"}} tags=["hide-input"]
 if ATTR is not None:
     fig, ax = plt.subplots(figsize=(6.5, 3.4))
     for a in SIDE:

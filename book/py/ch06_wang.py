@@ -298,7 +298,7 @@ show_source(pseudo_labels, ConsistencyMethod.training_loss)
 # features of `weak_copies` and `strong_copies` augmented copies of each training image are
 # stored; each step picks one per image from its own seeded stream.
 
-# %% tags=["hide-input"] mystnb={"figure": {"caption": "Four training images (top), a weak view of each (middle) and a strong view (bottom), drawn by the package's augmentation policies 'weak' and 'strong' at the chapter's image size (pixels).", "name": "fig-wang-views"}}
+# %% mystnb={"figure": {"caption": "Four training images (top), a weak view of each (middle) and a strong view (bottom), drawn by the package's augmentation policies 'weak' and 'strong' at the chapter's image size (pixels).", "name": "fig-wang-views"}} tags=["hide-input"]
 common = dict(root=P["data_root"], image_size=P["image_size"], seed=0)
 train_images = create_dataset(
     P["dataset"], "train", n=P["n_train"] + P["n_val"], **common
@@ -505,7 +505,7 @@ markdown_table(
     f"{P['n_seeds']} seeds (mean ± sd); OF1/CF1 at probability 0.5",
 )
 
-# %% tags=["hide-input"] mystnb={"figure": {"caption": "Paired mAP differences (percentage points, mean ± sd over seeds) against BN-BCE at each known proportion, for SR, CR without SR and SR with CR (left), and for the two CR variants against SR alone (right); embedded benchmark, frozen features at the quick scale.", "name": "fig-wang-table2"}}
+# %% mystnb={"figure": {"caption": "Paired mAP differences (percentage points, mean \u00b1 sd over seeds) against BN-BCE at each known proportion, for SR, CR without SR and SR with CR (left), and for the two CR variants against SR alone (right); embedded benchmark, frozen features at the quick scale.", "name": "fig-wang-table2"}} tags=["hide-input"]
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
 pairs = [
     (axes[0], "BN-BCE", ["SR", "CR (w/o SR)", "SR + CR (w/ SR)"]),
@@ -620,7 +620,7 @@ print(
 # of the two models at the lowest proportion (first seed), split by the true label, and at
 # the overall recall and precision at 0.5 of every seed.
 
-# %% tags=["hide-input"] mystnb={"figure": {"caption": "Histograms of the predicted probability on the test set for truly present (left) and absent (right) labels, BN-BCE vs SR, trained with the lowest known proportion (first seed); counts on a log scale; embedded benchmark, frozen features at the quick scale (the paper's Figure 5).", "name": "fig-wang-probs"}}
+# %% mystnb={"figure": {"caption": "Histograms of the predicted probability on the test set for truly present (left) and absent (right) labels, BN-BCE vs SR, trained with the lowest known proportion (first seed); counts on a log scale; embedded benchmark, frozen features at the quick scale (the paper's Figure 5).", "name": "fig-wang-probs"}} tags=["hide-input"]
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
 bins = np.linspace(0, 1, 21)
 for variant, colour in (("BN-BCE", "tab:gray"), ("SR", "tab:red")):
@@ -721,7 +721,7 @@ else:
         "features: skipped"
     )
 
-# %% tags=["hide-input"] mystnb={"figure": {"caption": "Test images with the class map A_c of one present class from the BN-BCE head (middle) and the SR head (right), bilinearly upsampled; red crosses mark the centres of the class's objects, white squares the k = 5 top cells that s_c averages (frozen features, lowest known proportion, first seed).", "name": "fig-wang-maps"}}
+# %% mystnb={"figure": {"caption": "Test images with the class map A_c of one present class from the BN-BCE head (middle) and the SR head (right), bilinearly upsampled; red crosses mark the centres of the class's objects, white squares the k = 5 top cells that s_c averages (frozen features, lowest known proportion, first seed).", "name": "fig-wang-maps"}} tags=["hide-input"]
 if HITS:
     n_show = 4
     present = (test.labels == 1).nonzero()[:n_show]
@@ -803,7 +803,7 @@ if HITS:
 # hid. The paper's argument for CR needing SR is that SR lets more **positive** pseudo-labels
 # through.
 
-# %% tags=["hide-input"] mystnb={"figure": {"caption": "Precision (left) and recall (right) of the positive pseudo-labels on the unknown training labels, per epoch, for CR on BN-BCE, SR + CR with pseudo-labels without the saliency term, and SR + CR with it; lowest known proportion, mean over seeds (shaded: ± sd), embedded benchmark.", "name": "fig-wang-pseudo"}}
+# %% mystnb={"figure": {"caption": "Precision (left) and recall (right) of the positive pseudo-labels on the unknown training labels, per epoch, for CR on BN-BCE, SR + CR with pseudo-labels without the saliency term, and SR + CR with it; lowest known proportion, mean over seeds (shaded: \u00b1 sd), embedded benchmark.", "name": "fig-wang-pseudo"}} tags=["hide-input"]
 CR_VARIANTS = [v for v in VARIANTS if VARIANTS[v][1] == "consistency"]
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
 for variant in CR_VARIANTS:
