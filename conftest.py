@@ -20,6 +20,7 @@ re-execution would reproduce it bit for bit: it is skipped, saying so, unless
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import os
@@ -36,6 +37,7 @@ class NumbersNotCompared(pytest.PytestWarning):
     """A chapter's table numbers were not compared: it was executed on another machine."""
 
 
+_ROOT = Path(__file__).resolve().parent
 _UNCHANGED: dict[Path, str] = {}  # chapter -> why its re-execution is skipped
 
 
@@ -47,15 +49,20 @@ def _recorded(path: Path) -> dict:
     return record if isinstance(record, dict) else {}
 
 
-def _code_key(path: Path) -> str | None:
-    """tools/build_book.py's key of a chapter of book/ at the quick scale (None elsewhere)."""
-    root = Path(__file__).resolve().parent
-    if path.parent != root / "book" or not (root / "book" / "py" / f"{path.stem}.py").is_file():
-        return None
-    spec = importlib.util.spec_from_file_location("_mlrobust_build_book", root / "tools" / "build_book.py")
+@functools.cache
+def _build_book() -> Any:
+    """tools/build_book.py, loaded once per session (a worker collects every chapter)."""
+    spec = importlib.util.spec_from_file_location("_mlrobust_build_book", _ROOT / "tools" / "build_book.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.code_key(path, "quick", {})
+    return module
+
+
+def _code_key(path: Path) -> str | None:
+    """tools/build_book.py's key of a chapter of book/ at the quick scale (None elsewhere)."""
+    if path.parent != _ROOT / "book" or not (_ROOT / "book" / "py" / f"{path.stem}.py").is_file():
+        return None
+    return _build_book().code_key(path, "quick", {})
 
 
 def skip_reason(path: Path, record: dict, here: dict) -> str | None:
