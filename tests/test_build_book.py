@@ -76,6 +76,7 @@ def test_parameters_are_checked_before_a_kernel_starts(bb: ModuleType, tmp_path:
 def test_cache_key_follows_every_input(bb: ModuleType, tmp_path: Path) -> None:
     nb = tmp_path / "book" / "tiny.ipynb"
     (tmp_path / "mlrobust" / "__pycache__").mkdir(parents=True)
+    (tmp_path / "mlrobust" / "weights").mkdir()
     (tmp_path / "mlrobust" / "a.py").write_text("x = 1\n")
     (tmp_path / "uv.lock").write_text("lock 1\n")
     key = bb.cache_key(nb, "quick", {})
@@ -89,6 +90,8 @@ def test_cache_key_follows_every_input(bb: ModuleType, tmp_path: Path) -> None:
                lambda: (tmp_path / "book" / "params" / "other.yaml").write_text("quick: {}\n"),
                lambda: (tmp_path / "mlrobust" / "a.py").write_text("x = 2\n"),
                lambda: (tmp_path / "mlrobust" / "b.py").write_text(""),
+               lambda: (tmp_path / "mlrobust" / "weights" / "w.safetensors").write_bytes(b"w1"),
+               lambda: (tmp_path / "mlrobust" / "weights" / "w.safetensors").write_bytes(b"w2"),
                lambda: (tmp_path / "uv.lock").write_text("lock 2\n")]
     seen = {key}
     for change in changes:

@@ -212,7 +212,7 @@ def execute(src: Path, dst: Path, parameters: dict[str, Any], cwd: Path, cell_ti
     if clean:
         clean_executed(dst, {"executed_on": numerics_fingerprint(), **({"code_key": key} if key else {})})
     seconds = time.perf_counter() - start
-    print(f"  done in {seconds:.0f} s", flush=True)
+    print(f"  {src.stem}: done in {seconds:.0f} s", flush=True)
     return seconds
 
 
@@ -232,14 +232,14 @@ EXECUTION_TAGS = ("parameters", "raises-exception")
 
 def _dependencies(scale: str, parameters: dict[str, Any], root: Path) -> Any:
     """A digest of what every chapter's execution depends on besides its own cells: the
-    parameter files, the package's code, the locked environment, this script, Python, the
-    scale and the parameters."""
+    parameter files, the package's code and shipped weights, the locked environment, this
+    script, Python, the scale and the parameters."""
     digest = hashlib.sha256(CACHE_VERSION.encode())
     digest.update(json.dumps({"scale": scale, "parameters": parameters, "python": sys.version},
                              sort_keys=True, default=str).encode())
     files = [root / "uv.lock", root / "tools" / "build_book.py", *(root / "book" / "params").glob("*.yaml"),
              *_files_under(root / "mlrobust", ("__pycache__",))]
-    _hash_files(digest, [f for f in files if f.is_file() and f.suffix in (".py", ".yaml", ".lock")], root)
+    _hash_files(digest, [f for f in files if f.is_file() and f.suffix in (".py", ".yaml", ".lock", ".safetensors")], root)
     return digest
 
 
@@ -474,6 +474,13 @@ def _chapters(name: str | None) -> list[Path]:
     return chapters
 
 
+def sync_source(notebook: Path) -> None:
+    """Rewrite the chapter's py source from its refreshed notebook (jupytext's pairing): the
+    text is the same, but nbformat orders cell metadata keys its own way, and JupyterLab
+    refuses a pair whose newer notebook reads as other text than its source."""
+    subprocess.run([sys.executable, "-m", "jupytext", "--quiet", "--sync", str(notebook)], check=True)
+
+
 def refresh_in_place(chapters: list[Path], scale: str, params: dict[str, Any],
                      cell_timeout: int | None) -> dict[str, float]:
     """Re-execute each chapter on a fresh copy; book/<chapter>.ipynb is replaced (cleaned of
@@ -490,6 +497,7 @@ def refresh_in_place(chapters: list[Path], scale: str, params: dict[str, Any],
             print(f"{nb.stem} failed; {nb.relative_to(ROOT)} is unchanged, the failed run is {work}")
             raise
         shutil.copyfile(work, nb)
+        sync_source(nb)
         store(nb, (code_key(nb, scale, params), cache_key(nb, scale, params)), work)
     return times
 
