@@ -40,7 +40,7 @@ from torch import Tensor
 
 from mlrobust._validate import check_labels, check_scores
 
-__all__ = ["average_precision", "mean_average_precision", "evaluate"]
+__all__ = ["average_precision", "mean_average_precision", "evaluate", "f1_thresholds"]
 
 #: The recall levels of the VOC-07 11-point AP: exactly k/10 for k = 0..10. (The VOC devkit
 #: iterates over ``np.arange(0, 1.1, 0.1)``, whose 0.3, 0.6 and 0.7 are a hair above k/10, so a
@@ -173,7 +173,15 @@ def mean_average_precision(logits: Tensor, y: Tensor, *, voc07: bool = False) ->
     return m_ap, skipped
 
 
-def _check_threshold(threshold: float) -> None:
+def _check_threshold(threshold: float | Tensor, num_classes: int) -> None:
+    if isinstance(threshold, Tensor):
+        if threshold.shape != (num_classes,) or not threshold.is_floating_point():
+            raise ValueError(f"a per-class threshold must be a float tensor of shape (C,) = ({num_classes},), "
+                             f"got {tuple(threshold.shape)} {threshold.dtype}")
+        if not bool(((threshold > 0) & (threshold < 1)).all()):
+            raise ValueError("every per-class threshold must be in the open interval (0, 1) (a probability "
+                             f"cut on sigmoid(logit)), got min {threshold.min().item()}, max {threshold.max().item()}")
+        return
     if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
         raise TypeError(f"threshold must be a number in the open interval (0, 1), got {threshold!r}")
     if not 0.0 < threshold < 1.0:
@@ -191,9 +199,12 @@ def _check_top_k(top_k: int | None, num_classes: int) -> None:
                          f"got {top_k}")
 
 
-def _predict(scores: Tensor, threshold: float, top_k: int | None) -> Tensor:
-    """Boolean (N, C) predictions: sigmoid(score) >= threshold, or the top_k scores per image."""
+def _predict(scores: Tensor, threshold: float | Tensor, top_k: int | None) -> Tensor:
+    """Boolean (N, C) predictions: sigmoid(score) >= threshold (one per class if a tensor),
+    or the top_k scores per image."""
     if top_k is None:
+        if isinstance(threshold, Tensor):
+            threshold = threshold.detach().to(device="cpu", dtype=torch.float64)
         return torch.sigmoid(scores) >= threshold
     # Rank logits, not probabilities: a saturated sigmoid would create ties the logits lack.
     index = torch.topk(scores, top_k, dim=1).indices
@@ -209,7 +220,7 @@ def _f1(p: Tensor, r: Tensor) -> Tensor:
     return _ratio(2 * p * r, p + r)
 
 
-def evaluate(logits: Tensor, y: Tensor, threshold: float = 0.5, top_k: int | None = None,
+def evaluate(logits: Tensor, y: Tensor, threshold: float | Tensor = 0.5, top_k: int | None = None,
              *, voc07: bool = False) -> dict[str, float]:
     """All evaluation metrics of a multi-label classifier, in percent.
 
@@ -242,12 +253,14 @@ def evaluate(logits: Tensor, y: Tensor, threshold: float = 0.5, top_k: int | Non
     Args:
         logits: float tensor (N, C) of pre-sigmoid scores, finite.
         y: tensor (N, C) with 1 present, -1 absent, 0 unknown.
-        threshold: probability cut in the open interval (0, 1); ignored when ``top_k`` is set.
+        threshold: probability cut in the open interval (0, 1), or a tensor (C,) of one cut
+            per class (e.g. :func:`f1_thresholds` on a validation split); ignored when
+            ``top_k`` is set.
         top_k: predict the ``top_k`` best labels of each image instead; an int in [1, C].
         voc07: compute mAP with the VOC-07 11-point AP.
     """
     scores, labels = _prepare(logits, y)
-    _check_threshold(threshold)
+    _check_threshold(threshold, scores.shape[1])
     _check_top_k(top_k, scores.shape[1])
     m_ap, skipped = mean_average_precision(scores, labels, voc07=voc07)
 
@@ -277,3 +290,27 @@ def evaluate(logits: Tensor, y: Tensor, threshold: float = 0.5, top_k: int | Non
     result.update({key: float(value) * 100 for key, value in percent.items()})
     result["skipped_classes"] = skipped
     return result
+
+
+def f1_thresholds(logits: Tensor, y: Tensor) -> Tensor:
+    """Per-class probability cuts that maximise each class's F1 on ``(logits, y)`` — chosen on
+    a validation split, they make the threshold metrics of :func:`evaluate` compare
+    classifiers at their best operating points rather than at 0.5, which a loss that shifts
+    the logits (ASL's focusing, a corruption correction) moves arbitrarily.
+
+    For class c the candidates are the class's known scores (a tie group is one cut); the cut
+    predicts every score at or above it, F1 = 2·TP / (2·TP + FP + FN), and the largest F1
+    wins (the highest cut among equals). A class without a known positive keeps 0.5. Returns
+    a float64 tensor (C,) of probabilities, kept inside the open interval (0, 1).
+    """
+    scores, labels = _prepare(logits, y)
+    is_pos, precision, recall, num_pos = _ranked_precision_recall(scores, labels)
+    sorted_scores, order = torch.sort(scores, dim=0, descending=True)  # the helper's order
+    is_known = torch.gather(labels != 0, 0, order)
+    f1 = torch.where(is_known & (num_pos > 0), _f1(precision, torch.nan_to_num(recall)),
+                     torch.full_like(precision, -1.0))
+    best = f1.argmax(dim=0)  # the first (highest) cut reaching the maximum
+    cut = torch.sigmoid(sorted_scores.gather(0, best[None])[0]) if scores.shape[0] else torch.zeros(scores.shape[1])
+    tiny = torch.finfo(torch.float64).eps
+    cut = cut.clamp(tiny, 1 - tiny)
+    return torch.where(num_pos > 0, cut, torch.full_like(cut, 0.5))

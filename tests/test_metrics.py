@@ -482,3 +482,51 @@ def test_average_precision_is_the_same_when_classes_are_processed_in_chunks(monk
     torch.testing.assert_close(m.average_precision(logits, y), whole, equal_nan=True)
     torch.testing.assert_close(m.average_precision(logits, y, voc07=True),
                                (monkeypatch.undo(), m.average_precision(logits, y, voc07=True))[1], equal_nan=True)
+
+
+# ----------------------------------------------------------------------- per-class thresholds
+
+def _class_f1(scores: torch.Tensor, labels: torch.Tensor, cut: float) -> float:
+    """A literal F1 of one class at the probability cut ``cut`` (known entries only)."""
+    pred = [torch.sigmoid(s).item() >= cut for s in scores]
+    tp = sum(p and l == 1 for p, l in zip(pred, labels.tolist()))
+    fp = sum(p and l == -1 for p, l in zip(pred, labels.tolist()))
+    fn = sum(not p and l == 1 for p, l in zip(pred, labels.tolist()))
+    return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+
+
+def test_f1_thresholds_hand_worked() -> None:
+    # class 0, scores ranked 3 > 2 > 1 > 0 with labels + - + -: cut at 3 gives F1 2/3, at 1
+    # gives 2·2 / (4 + 1) = 0.8 (best), at 0 gives 4/6; class 1 has no positive: 0.5
+    logits = torch.tensor([[3.0, 1.0], [2.0, 0.0], [1.0, -1.0], [0.0, 2.0]], dtype=torch.float64)
+    y = torch.tensor([[1, -1], [-1, -1], [1, -1], [-1, -1]], dtype=torch.int8)
+    cuts = metrics.f1_thresholds(logits, y)
+    assert cuts.dtype == torch.float64 and cuts.shape == (2,)
+    assert cuts[0].item() == torch.sigmoid(torch.tensor(1.0, dtype=torch.float64)).item() and cuts[1].item() == 0.5
+    r = metrics.evaluate(logits, y, threshold=cuts)
+    # class 1 keeps 0.5, so its logits 1, 0 and 2 are three false positives: OP = 2 / 6
+    assert abs(r["CR"] - 100.0) < 1e-9 and abs(r["OP"] - 100 * 2 / 6) < 1e-9
+
+
+@settings(deadline=None, max_examples=60)
+@given(problems())
+def test_f1_thresholds_reach_the_best_f1_of_every_cut(problem) -> None:
+    logits, y = problem
+    cuts = metrics.f1_thresholds(logits, y)
+    assert ((cuts > 0) & (cuts < 1)).all()
+    for c in range(y.shape[1]):
+        known = y[:, c] != 0
+        scores, labels = logits[known, c], y[known, c]
+        if not (labels == 1).any():
+            assert cuts[c].item() == 0.5
+            continue
+        best = max(_class_f1(scores, labels, torch.sigmoid(s).item()) for s in scores)
+        assert abs(_class_f1(scores, labels, cuts[c].item()) - best) < 1e-12
+
+
+def test_bad_per_class_thresholds_are_refused() -> None:
+    logits, y = torch.randn(3, 4), torch.ones(3, 4, dtype=torch.int8)
+    with pytest.raises(ValueError, match=r"shape \(C,\) = \(4,\), got \(3,\)"):
+        metrics.evaluate(logits, y, threshold=torch.full((3,), 0.5))
+    with pytest.raises(ValueError, match=r"open interval \(0, 1\).*max 1.0"):
+        metrics.evaluate(logits, y, threshold=torch.tensor([0.5, 0.5, 0.5, 1.0]))
