@@ -63,7 +63,7 @@ class ModelConfig(Options):
     section = "model"
 
     backbone: str = "cnn_s"  # a name in mlrobust.models.BACKBONES or any timm model
-    weights: str | None = None  # a shipped backbone (mlrobust.pretrained.SHIPPED) or a local weights file
+    weights: str | None = None  # a shipped backbone (mlrobust.pretrained.SHIPPED), a local weights file, or None / "random"
     head: str = "gap"  # "gap" or "classmap"
     head_args: dict[str, Any] = field(default_factory=dict)  # e.g. {"pooling": "weldon", "dropout": 0.2}
     gnn_steps: int = 0  # > 0: the label GNN of Durand et al. 2019 on the logits (T = 3 in the paper)

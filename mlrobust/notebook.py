@@ -21,7 +21,7 @@ import yaml
 
 __all__ = ["resolve_parameters", "check_parameters", "find_params_dir", "show_source", "without_docstrings",
            "markdown_table", "mean_std", "fmt_mean_std", "BOOK_THREADS", "use_book_threads",
-           "mask_table_numbers"]
+           "mask_table_numbers", "claims_checked"]
 
 
 PARAMS_FOLDER = Path("book") / "params"
@@ -190,6 +190,23 @@ def resolve_parameters(chapter: str, scale: str, given: dict[str, Any],
         raise ValueError(f"unknown parameter(s) {unknown} passed to {chapter} (papermill -p); its parameters are "
                          f"{['scale', *sorted(given)]}")
     return {k: preset[k] if v is None else v for k, v in given.items()}
+
+
+#: parameters that change where a chapter writes, not what it measures
+_OUTPUT_ONLY = frozenset({"output_dir"})
+
+
+def claims_checked(chapter: str, scale: str, resolved: dict[str, Any],
+                   params_dir: str | Path | None = None) -> bool:
+    """Whether the chapter's claims are asserted (:class:`mlrobust.claims.Claims` with
+    ``strict``): only at the quick scale with every parameter of ``resolved`` (the output of
+    :func:`resolve_parameters`) at its preset, the setting the chapter's text was written
+    for and CI executes. A reader who changes a parameter (an exercise) gets the claims
+    tables, with the rows whose verdict departs from the text marked, instead of an error."""
+    if scale != "quick":
+        return False
+    preset = _presets(_params_file(chapter, params_dir), scale, resolved.get("dataset"))
+    return all(resolved.get(k) == v for k, v in preset.items() if k not in _OUTPUT_ONLY)
 
 
 def without_docstrings(source: str) -> str:

@@ -35,7 +35,7 @@ from .models import create_model
 from .models.backbones import create_backbone
 from .options import Options, check
 
-__all__ = ["PretrainConfig", "ShippedWeights", "SHIPPED", "WEIGHTS_DIR", "pretrain", "save_weights",
+__all__ = ["PretrainConfig", "ShippedWeights", "SHIPPED", "WEIGHTS_DIR", "RANDOM", "pretrain", "save_weights",
            "sha256_of", "shipped_path", "load_shipped", "resolve_weights", "rebuild"]
 
 #: Where the shipped weight files live (package data).
@@ -170,10 +170,16 @@ def load_shipped(name: str = "cnn_s-objects32") -> nn.Module:
     return create_backbone(SHIPPED[name].config.backbone, weights=path).eval()
 
 
+#: the ``weights`` setting for a randomly initialised backbone
+RANDOM = "random"
+
+
 def resolve_weights(weights: str | Path | None) -> Path | None:
     """A backbone's ``weights`` setting as a file: the name of a shipped backbone (its file,
-    after the hash check of :func:`load_shipped`), a local path, or None (random weights)."""
-    if weights is None:
+    after the hash check of :func:`load_shipped`), a local path, or None or ``"random"``
+    (random weights: a chapter's parameter None means "the scale's preset", so a reader who
+    wants random weights there says ``"random"``)."""
+    if weights is None or str(weights) == RANDOM:
         return None
     if str(weights) in SHIPPED:
         load_shipped(str(weights))  # checks the file's hash; a bad file fails here, by name

@@ -47,3 +47,13 @@ def test_tables_keep_the_papers_claims_apart_from_ours() -> None:
     assert "learning-rate" in ours and "partial-BCE" not in ours and "**no**" in ours
     with pytest.raises(ValueError, match="kind must be 'paper' or 'ours'"):
         claims.table("mine")
+
+
+def test_a_lenient_table_marks_the_verdicts_that_depart_from_the_text() -> None:
+    claims = Claims(strict=False)
+    claims.paper("as the text says", True)
+    claims.paper("against the text", False)
+    claims.ours("against the text, the other way", True, expect=False)
+    paper, ours = claims.table("paper").data, claims.table("ours").data
+    assert "| yes |" in paper and "**no** (the text says yes)" in paper
+    assert "yes (the text says no)" in ours

@@ -147,3 +147,18 @@ def test_show_source_hides_docstrings_unless_asked() -> None:
     short, full = show_source(labels.partial).data, show_source(labels.partial, docstrings=True).data
     assert '"""' not in short and '"""' in full
     assert short.splitlines()[-1] == full.splitlines()[-1] and len(short) < len(full)
+
+
+def test_claims_are_checked_only_at_the_quick_presets(tmp_path: Path) -> None:
+    from mlrobust.notebook import claims_checked
+
+    (tmp_path / "ch.yaml").write_text(PARAMS.replace("lr: 0.1}", "lr: 0.1, output_dir: runs/ch}")
+                                      .replace("lr: 0.01}", "lr: 0.01, output_dir: runs/full}"))
+    given = {"dataset": None, "n_train": None, "lr": None, "output_dir": None}
+    quick = resolve_parameters("ch", "quick", given, tmp_path)
+    assert claims_checked("ch", "quick", quick, tmp_path)
+    assert claims_checked("ch", "quick", {**quick, "output_dir": "elsewhere"}, tmp_path)  # where, not what
+    assert not claims_checked("ch", "quick", {**quick, "lr": 0.3}, tmp_path)  # an exercise's change
+    assert not claims_checked("ch", "quick", {**quick, "dataset": "coco"}, tmp_path)
+    full = resolve_parameters("ch", "full", given, tmp_path)
+    assert not claims_checked("ch", "full", full, tmp_path)

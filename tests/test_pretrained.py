@@ -81,6 +81,12 @@ def test_load_shipped_checks_the_hash(tmp_path: Path, monkeypatch: pytest.Monkey
         pretrained.load_shipped("nope")
 
 
+def test_weights_by_name_path_or_random() -> None:
+    assert pretrained.resolve_weights(None) is None and pretrained.resolve_weights("random") is None
+    assert pretrained.resolve_weights("cnn_s-objects32") == pretrained.shipped_path("cnn_s-objects32")
+    assert pretrained.resolve_weights("/data/resnet101.pth") == Path("/data/resnet101.pth")
+
+
 def test_pretrain_config_refuses_bad_values() -> None:
     with pytest.raises(ValueError, match="pretrain.epochs"):
         pretrained.PretrainConfig(epochs=0)
