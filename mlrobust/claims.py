@@ -16,6 +16,12 @@ with ``strict`` (the quick scale at its preset parameters, which CI runs:
 :func:`mlrobust.notebook.claims_checked`) a measurement that disagrees with the text raises,
 so a broken method fails the build. Elsewhere the tables report, marking each verdict that
 departs from the text.
+
+A verdict whose measurement lies within half a spread of its boundary is **borderline**
+(:class:`Verdict`): the last bits of another machine kind move a paired mean over three seeds
+by about that much (measured between two CPU kinds: 0.5 points on a spread of 1.0), so such a
+verdict can flip with the machine. A borderline verdict that departs from the text is
+reported, marked, and not raised: the build fails only on a decisive contradiction.
 """
 
 from __future__ import annotations
@@ -27,7 +33,32 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Effect", "paired", "Claims"]
+__all__ = ["Effect", "Verdict", "paired", "Claims", "BORDERLINE"]
+
+#: a verdict is borderline when its margin is smaller than this share of the effect's spread
+BORDERLINE = 0.5
+
+
+class Verdict:
+    """The outcome of a test on an :class:`Effect`: true when it holds. ``margin`` is how far
+    the measurement lies from the test's boundary (positive on the side that holds) and
+    ``spread`` the effect's standard deviation; the verdict is :attr:`borderline` when the
+    margin is smaller than ``BORDERLINE * spread``."""
+
+    __slots__ = ("holds", "margin", "spread")
+
+    def __init__(self, holds: bool, margin: float, spread: float) -> None:
+        self.holds, self.margin, self.spread = bool(holds), float(margin), float(spread)
+
+    def __bool__(self) -> bool:
+        return self.holds
+
+    @property
+    def borderline(self) -> bool:
+        return self.spread > 0 and abs(self.margin) < BORDERLINE * self.spread
+
+    def __repr__(self) -> str:
+        return f"Verdict(holds={self.holds}, margin={self.margin:+.3g}, spread={self.spread:.3g})"
 
 
 @dataclass(frozen=True)
@@ -49,14 +80,16 @@ class Effect:
         """Sample standard deviation over seeds (0 for a single seed)."""
         return float(np.std(self.diffs, ddof=1)) if self.n > 1 else 0.0
 
-    def detected(self, direction: int = 1) -> bool:
+    def detected(self, direction: int = 1) -> Verdict:
         """The effect goes the claimed way (``direction`` +1: b > a, -1: b < a) by more than
         its spread: ``direction * mean > sd`` (with one seed: ``direction * mean > 0``)."""
-        return direction * self.mean > self.sd
+        margin = direction * self.mean - self.sd
+        return Verdict(margin > 0, margin, self.sd)
 
-    def within(self, bound: float) -> bool:
+    def within(self, bound: float) -> Verdict:
         """No detectable difference larger than ``bound``: ``|mean| + sd < bound``."""
-        return abs(self.mean) + self.sd < bound
+        margin = bound - abs(self.mean) - self.sd
+        return Verdict(margin > 0, margin, self.sd)
 
     def __str__(self) -> str:
         return f"{self.mean:+.2f} ± {self.sd:.2f} (n={self.n})"
@@ -77,6 +110,7 @@ class _Row:
     expected: bool
     measured: str
     paper: str
+    borderline: bool = False
 
 
 class Claims:
@@ -88,10 +122,11 @@ class Claims:
         self.rows: list[_Row] = []
 
     def _record(self, kind: str, claim: str, holds: Any, expect: bool, measured: Any, paper: str) -> bool:
+        borderline = bool(getattr(holds, "borderline", False))
         holds = bool(holds)
-        row = _Row(kind, claim, holds, bool(expect), "" if measured is None else str(measured), paper)
+        row = _Row(kind, claim, holds, bool(expect), "" if measured is None else str(measured), paper, borderline)
         self.rows.append(row)
-        if self.strict and holds != row.expected:
+        if self.strict and holds != row.expected and not borderline:
             said = "holds" if row.expected else "does not hold"
             raise AssertionError(f"the chapter says this claim {said}, but the measurement disagrees: {claim} "
                                  f"(measured: {row.measured})")
@@ -115,7 +150,8 @@ class Claims:
         rows = [r for r in self.rows if r.kind == kind]
 
         def verdict(r: _Row) -> str:
-            said = "" if r.holds == r.expected else f" (the text says {'yes' if r.expected else 'no'})"
+            said = ("" if r.holds == r.expected else
+                    f" ({'borderline; ' if r.borderline else ''}the text says {'yes' if r.expected else 'no'})")
             return ("yes" if r.holds else "**no**") + said
 
         if kind == "paper":

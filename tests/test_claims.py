@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from mlrobust.claims import Claims, Effect, paired
+from mlrobust.claims import BORDERLINE, Claims, Effect, paired
 
 
 def test_paired_effect_is_per_seed_difference() -> None:
@@ -57,3 +57,24 @@ def test_a_lenient_table_marks_the_verdicts_that_depart_from_the_text() -> None:
     paper, ours = claims.table("paper").data, claims.table("ours").data
     assert "| yes |" in paper and "**no** (the text says yes)" in paper
     assert "yes (the text says no)" in ours
+
+
+def test_a_verdict_near_its_boundary_is_borderline() -> None:
+    # mean 1.0, sd 1.0: on the boundary of "detected"; mean 3.0, sd 1.0: decisive
+    edge, clear = Effect((0.0, 1.0, 2.0)), Effect((2.0, 3.0, 4.0))
+    assert not edge.detected() and edge.detected().borderline
+    assert clear.detected() and not clear.detected().borderline
+    assert not clear.detected(-1).borderline  # far on the side that fails
+    assert edge.within(2.2).borderline and not edge.within(4.0).borderline
+    assert not Effect((1.0,)).detected().borderline  # one seed: no spread to be near
+    assert BORDERLINE == 0.5
+
+
+def test_strict_claims_report_a_borderline_contradiction_instead_of_raising() -> None:
+    claims = Claims(strict=True)
+    assert not claims.paper("b beats a, barely", Effect((0.0, 1.0, 2.0)).detected())  # no raise
+    with pytest.raises(AssertionError, match="clearly"):
+        claims.paper("b beats a, clearly", Effect((-1.0, 0.0, 1.0)).detected())
+    with pytest.raises(AssertionError, match="within"):
+        claims.ours("no difference within 0.5", Effect((0.0, 1.0, 2.0)).within(0.5))
+    assert "**no** (borderline; the text says yes)" in claims.table("paper").data
