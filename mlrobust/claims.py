@@ -17,11 +17,13 @@ with ``strict`` (the quick scale at its preset parameters, which CI runs:
 so a broken method fails the build. Elsewhere the tables report, marking each verdict that
 departs from the text.
 
-A verdict whose measurement lies within half a spread of its boundary is **borderline**
-(:class:`Verdict`): the last bits of another machine kind move a paired mean over three seeds
-by about that much (measured between two CPU kinds: 0.5 points on a spread of 1.0), so such a
-verdict can flip with the machine. A borderline verdict that departs from the text is
-reported, marked, and not raised: the build fails only on a decisive contradiction.
+A verdict is **borderline** (:class:`Verdict`) when its measurement lies near the test's
+boundary: closer than half the larger of the effect's spread and the effect itself. The last
+bits of another machine kind move a paired mean over three seeds by a fraction of both
+(measured between two CPU kinds: 0.5 points on a spread of 1.0; 0.1 points on an effect of
+0.16 ± 0.09), so such a verdict can flip with the machine. A borderline verdict that departs
+from the text is reported, marked, and not raised: the build fails on a decisive
+contradiction only.
 """
 
 from __future__ import annotations
@@ -35,30 +37,31 @@ import numpy as np
 
 __all__ = ["Effect", "Verdict", "paired", "Claims", "BORDERLINE"]
 
-#: a verdict is borderline when its margin is smaller than this share of the effect's spread
+#: a verdict is borderline when its margin is smaller than this share of its scale
 BORDERLINE = 0.5
 
 
 class Verdict:
     """The outcome of a test on an :class:`Effect`: true when it holds. ``margin`` is how far
     the measurement lies from the test's boundary (positive on the side that holds) and
-    ``spread`` the effect's standard deviation; the verdict is :attr:`borderline` when the
-    margin is smaller than ``BORDERLINE * spread``."""
+    ``scale`` the larger of the effect's spread and its absolute mean; the verdict is
+    :attr:`borderline` when the margin is smaller than ``BORDERLINE * scale``. With one seed
+    (no spread) nothing is borderline."""
 
-    __slots__ = ("holds", "margin", "spread")
+    __slots__ = ("holds", "margin", "scale")
 
-    def __init__(self, holds: bool, margin: float, spread: float) -> None:
-        self.holds, self.margin, self.spread = bool(holds), float(margin), float(spread)
+    def __init__(self, holds: bool, margin: float, scale: float) -> None:
+        self.holds, self.margin, self.scale = bool(holds), float(margin), float(scale)
 
     def __bool__(self) -> bool:
         return self.holds
 
     @property
     def borderline(self) -> bool:
-        return self.spread > 0 and abs(self.margin) < BORDERLINE * self.spread
+        return self.scale > 0 and abs(self.margin) < BORDERLINE * self.scale
 
     def __repr__(self) -> str:
-        return f"Verdict(holds={self.holds}, margin={self.margin:+.3g}, spread={self.spread:.3g})"
+        return f"Verdict(holds={self.holds}, margin={self.margin:+.3g}, scale={self.scale:.3g})"
 
 
 @dataclass(frozen=True)
@@ -84,12 +87,17 @@ class Effect:
         """The effect goes the claimed way (``direction`` +1: b > a, -1: b < a) by more than
         its spread: ``direction * mean > sd`` (with one seed: ``direction * mean > 0``)."""
         margin = direction * self.mean - self.sd
-        return Verdict(margin > 0, margin, self.sd)
+        return Verdict(margin > 0, margin, self._scale)
 
     def within(self, bound: float) -> Verdict:
         """No detectable difference larger than ``bound``: ``|mean| + sd < bound``."""
         margin = bound - abs(self.mean) - self.sd
-        return Verdict(margin > 0, margin, self.sd)
+        return Verdict(margin > 0, margin, self._scale)
+
+    @property
+    def _scale(self) -> float:
+        """How far a machine's last bits can move a verdict's margin (see :class:`Verdict`)."""
+        return max(self.sd, abs(self.mean)) if self.n > 1 else 0.0
 
     def __str__(self) -> str:
         return f"{self.mean:+.2f} ± {self.sd:.2f} (n={self.n})"

@@ -65,7 +65,10 @@ def test_a_verdict_near_its_boundary_is_borderline() -> None:
     assert not edge.detected() and edge.detected().borderline
     assert clear.detected() and not clear.detected().borderline
     assert not clear.detected(-1).borderline  # far on the side that fails
-    assert edge.within(2.2).borderline and not edge.within(4.0).borderline
+    assert edge.within(2.4).borderline and not edge.within(4.0).borderline
+    # a small effect with a smaller spread: 0.16 ± 0.09 is near its boundary too
+    small = Effect((0.06, 0.18, 0.24))
+    assert small.detected() and small.detected().borderline
     assert not Effect((1.0,)).detected().borderline  # one seed: no spread to be near
     assert BORDERLINE == 0.5
 
