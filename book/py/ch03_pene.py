@@ -76,8 +76,8 @@
 
 # %% tags=["parameters", "hide-input"]
 # Parameters (papermill). None means "the value for the chosen scale", read from
-# params/ch03_pene.yaml: "quick" takes about 3 minutes on 2 CPU cores, "full" is the
-# paper's setting for a GPU (TResNet-M at 224 px, 80 epochs).
+# params/ch03_pene.yaml: "quick" runs on a CPU (its time is in the README), "full" is
+# the paper's setting for a GPU (TResNet-M at 224 px, 80 epochs).
 scale = "quick"
 dataset = None
 data_root = None
@@ -87,6 +87,7 @@ weights = None
 image_size = None
 n_train = None
 n_test = None
+n_val = None
 frozen = None
 epochs = None
 batch_size = None
@@ -112,23 +113,24 @@ import numpy as np
 import torch
 from IPython.display import display
 
-from mlrobust import labels, losses
+from mlrobust import labels, losses, metrics
 from mlrobust.config import (DataConfig, ExperimentConfig, LossConfig, ModelConfig,
                              TrainConfig)
-from mlrobust.data import DataSplits, Subset, extract_features
+from mlrobust.data import DataSplits, Subset, extract_features, hold_out
 from mlrobust.engine import resolve_device
 from mlrobust.experiments import build_data, frozen_backbone, run_experiment
+from mlrobust.seeding import derive_seed
 from mlrobust.methods.pene import (GoldCorrectedMethod, corrected_probabilities,
                                    estimate_corruption, galc_slr_corruption,
                                    gold_correction, pene_split)
 from mlrobust.claims import Claims, paired
-from mlrobust.notebook import (fmt_mean_std, markdown_table, mean_std,
+from mlrobust.notebook import (claims_checked, fmt_mean_std, markdown_table, mean_std,
                                resolve_parameters, show_source)
 
 P = resolve_parameters("ch03_pene", scale, dict(
     dataset=dataset, data_root=data_root, device=device, backbone=backbone,
     weights=weights, image_size=image_size, n_train=n_train, n_test=n_test,
-    frozen=frozen, epochs=epochs, batch_size=batch_size, lr=lr, schedule=schedule,
+    n_val=n_val, frozen=frozen, epochs=epochs, batch_size=batch_size, lr=lr, schedule=schedule,
     n_seeds=n_seeds, noise_levels=noise_levels, ablation_noise=ablation_noise,
     gold_fraction=gold_fraction, small_gold_fraction=small_gold_fraction,
     single_caps=single_caps, memo_n_train=memo_n_train, memo_n_test=memo_n_test,
@@ -139,8 +141,9 @@ ETA = float(P["ablation_noise"])
 SEEDS = range(P["n_seeds"])
 FULL = scale == "full"
 chapter_start = time.perf_counter()
-# measured claims fail the build at the quick scale; at other scales they are reported
-claims = Claims(strict=scale == "quick")
+# measured claims fail the build at the quick scale with its preset parameters; elsewhere
+# they are reported
+claims = Claims(strict=claims_checked("ch03_pene", scale, P))
 images = build_data(DataConfig(dataset=P["dataset"], root=P["data_root"],
                                image_size=P["image_size"], n_train=P["n_train"],
                                n_test=P["n_test"]))
@@ -266,6 +269,8 @@ if P["frozen"]:
     test_all = extract_features(net, images.test, dev)
 else:
     train, test_all = images.train, images.test
+# clean training images set aside, only to choose each class's threshold (see below)
+train, val = hold_out(train, P["n_val"], seed=derive_seed(0, 7))
 multi_test = torch.nonzero((test_all.labels == 1).sum(1) >= 2)[:, 0]
 test = Subset(test_all, multi_test)
 split0 = pene_split(train.labels, P["gold_fraction"], seed=0)
@@ -273,6 +278,7 @@ noisy0, c_true0 = labels.symmetric_noise(train.labels[split0.silver], ETA, seed=
 markdown_table(["set", "images"], [["single-label pool G_S", len(split0.single)],
                                    ["gold G", len(split0.gold)],
                                    ["silver S", len(split0.silver)],
+                                   ["validation (thresholds only)", len(val)],
                                    ["test (two labels or more)", len(test)]])
 
 # %%
@@ -313,8 +319,13 @@ def config(name: str, seed: int, *, finetune: bool = False, epochs: int | None =
 
 def trained(cfg: ExperimentConfig, dataset, test_set, **kwargs):
     splits = DataSplits(train=dataset, test=test_set, val=kwargs.pop("val", None))
-    return run_experiment(cfg, data=splits, train_labels=dataset.labels, write=FULL,
-                          resume=FULL, **kwargs)
+    run = run_experiment(cfg, data=splits, train_labels=dataset.labels, write=FULL,
+                         resume=FULL, **kwargs)
+    if test_set is test:  # CF1*, OF1*: at per-class thresholds chosen on the validation split
+        cuts = metrics.f1_thresholds(run.trainer.predict(val), val.labels)
+        tuned = metrics.evaluate(run.trainer.predict(test), test.labels, threshold=cuts)
+        run.metrics.update({f"{k}*": tuned[k] for k in ("CF1", "OF1")})
+    return run
 
 
 def galc(cfg: ExperimentConfig, split, noisy, **options):
@@ -446,9 +457,14 @@ display(markdown_table(["estimate", "noise", "silver entries outside [0, 1] (%)"
                         for (name, eta), v in CLAMPED.items()]))
 ablation = ["ASL", "GALC-SLR", "gold labels only", "GLC", "GALC-SLR, normalised",
             "GALC-SLR, authors' clamp", "true C"]
-markdown_table([f"at η = {ETA:.0%} ({P['n_seeds']} seeds)", "mAP", "CF1", "OF1"],
+markdown_table([f"at η = {ETA:.0%} ({P['n_seeds']} seeds)", "mAP", "CF1", "OF1",
+                "CF1*", "OF1*"],
                [[name] + [fmt_mean_std(metric((name, ETA), k))
-                          for k in ("mAP", "CF1", "OF1")] for name in ablation])
+                          for k in ("mAP", "CF1", "OF1", "CF1*", "OF1*")]
+                for name in ablation],
+               caption="CF1, OF1: at probability 0.5 (the paper's); CF1*, OF1*: at the "
+                       "per-class thresholds that maximise each class's F1 on the "
+                       "validation split")
 
 # %% [markdown]
 # This is the central finding of our reproduction: GALC-SLR's gold classifier is trained by its
@@ -561,6 +577,10 @@ true_vs_asl = paired(metric(("ASL", ETA)), metric(("true C", ETA)))
 claims.paper(f"with the true C the correction beats ASL at {ETA:.0%} noise",
              true_vs_asl.detected(+1), expect=False, measured=true_vs_asl,
              paper=f"{70.30 - PAPER_T1[round(ETA, 1)][0]:+.2f} (COCO, Fig. 6b)")
+tuned_asl = paired(metric(("ASL", ETA), "CF1"), metric(("ASL", ETA), "CF1*"))
+claims.ours(f"ASL's CF1 at {ETA:.0%} noise rises beyond its spread when each class's "
+            "threshold is chosen on the validation split instead of 0.5",
+            tuned_asl.detected(+1), measured=tuned_asl)
 galc_range = [mean_std(metric(("GALC-SLR", eta)))[0] for eta in NOISE]
 asl_range = [mean_std(metric(("ASL", eta)))[0] for eta in NOISE]
 print(f"GALC-SLR mAP across noise levels: {min(galc_range):.1f}-{max(galc_range):.1f}; "
@@ -572,11 +592,14 @@ print(f"GALC-SLR mAP across noise levels: {min(galc_range):.1f}-{max(galc_range)
 # paper's nearly is, while ASL's falls. Whether it ends *above* ASL depends on how much the
 # noise costs ASL: on COCO with a fine-tuned TResNet, 40 % noise costs ASL 23 mAP points; with
 # a frozen backbone, which cannot memorise noise, far less (table above) — and training on 10 %
-# of the images costs more than that here. The thresholded metrics (CF1, OF1 at probability
-# 0.5) compare operating points, not rankings: ASL's focusing on negatives leaves it
-# predicting most labels present at 0.5, so its CF1 hardly varies across seeds. We draw
-# conclusions from mAP only; per-class thresholds chosen on a validation split would be the
-# fair way to compare CF1 and OF1.
+# of the images costs more than that here. The thresholded metrics at probability 0.5 (CF1,
+# OF1, as the paper reports them) compare operating points, not rankings: ASL's focusing on
+# negatives leaves it predicting most labels present at 0.5, so its CF1 hardly varies across
+# seeds. The ablation table therefore also gives **CF1\* and OF1\***, at per-class
+# thresholds that maximise each class's F1 on a validation split — `n_val` clean training
+# images held out of every run, the same for every method, used for nothing else — so that
+# each classifier is compared at its own best operating point. Our comparisons use mAP and
+# these; the 0.5 columns stay for the paper's sake.
 #
 # ## How close is each estimate to the true $C$? (Fig. 4)
 #
@@ -676,52 +699,61 @@ memo_train = Subset(images.train, torch.arange(n_memo))
 multi = torch.nonzero((images.test.labels == 1).sum(1) >= 2)[:, 0]
 multi = multi[: P["memo_n_test"] or None]  # memo_n_test 0: all
 memo_test = Subset(images.test, multi)
-memo_split = pene_split(memo_train.labels, P["gold_fraction"], seed=0)
-memo_noisy, _ = labels.symmetric_noise(memo_train.labels[memo_split.silver], ETA,
-                                       seed=0)
-memo_index = torch.cat([memo_split.gold, memo_split.silver])
-memo_labels = torch.cat([memo_train.labels[memo_split.gold], memo_noisy])
-memo_set = Subset(memo_train, memo_index, memo_labels)
-curves = {}
+curves: dict[str, list[list[float]]] = {"ASL": [], "GALC-SLR": []}
 memo_config = dict(finetune=True, epochs=P["memo_epochs"], eval_every=1,
                    schedule="constant")
-asl_memo = trained(config("memo-asl", 0, **memo_config), memo_set, memo_test,
-                   val=memo_test)
-is_gold = torch.cat([torch.ones(len(memo_split.gold), dtype=torch.bool),
-                     torch.zeros(len(memo_split.silver), dtype=torch.bool)])
-c_estimate = torch.sigmoid(C_MATS["GALC-SLR raw"][0])
-galc_memo = trained(config("memo-galc", 0, **memo_config), memo_set, memo_test,
-                    val=memo_test, method=GoldCorrectedMethod(c_estimate, is_gold))
-for name, run in (("ASL", asl_memo), ("GALC-SLR", galc_memo)):
-    curves[name] = [h["val_mAP"] for h in run.history]
+for seed in SEEDS:
+    memo_split = pene_split(memo_train.labels, P["gold_fraction"], seed=seed)
+    memo_noisy, _ = labels.symmetric_noise(memo_train.labels[memo_split.silver], ETA,
+                                           seed=seed)
+    memo_index = torch.cat([memo_split.gold, memo_split.silver])
+    memo_labels = torch.cat([memo_train.labels[memo_split.gold], memo_noisy])
+    memo_set = Subset(memo_train, memo_index, memo_labels)
+    is_gold = torch.cat([torch.ones(len(memo_split.gold), dtype=torch.bool),
+                         torch.zeros(len(memo_split.silver), dtype=torch.bool)])
+    c_estimate = torch.sigmoid(C_MATS["GALC-SLR raw"][seed])
+    runs = {"ASL": trained(config("memo-asl", seed, **memo_config), memo_set, memo_test,
+                           val=memo_test),
+            "GALC-SLR": trained(config("memo-galc", seed, **memo_config), memo_set,
+                                memo_test, val=memo_test,
+                                method=GoldCorrectedMethod(c_estimate, is_gold))}
+    for name, run in runs.items():
+        curves[name].append([h["val_mAP"] for h in run.history])
 
-# %% mystnb={"figure": {"caption": "Test mAP after every epoch while fine-tuning end to end at the ablation noise level (one seed, a subset of the benchmark): ASL on the noisy labels and GALC-SLR's gold classifier (the paper's Figure 6a).", "name": "fig-memorisation"}} tags=["hide-input"]
+# %% mystnb={"figure": {"caption": "Test mAP after every epoch while fine-tuning end to end at the ablation noise level (a subset of the benchmark): ASL on the noisy labels and GALC-SLR's gold classifier (the paper's Figure 6a). Lines: mean over seeds; bands: one standard deviation.", "name": "fig-memorisation"}} tags=["hide-input"]
 fig, ax = plt.subplots(figsize=(6.5, 3.6))
-for (name, values), marker in zip(curves.items(), ("o", "s")):
-    ax.plot(range(1, len(values) + 1), values, marker=marker, label=name)
+for (name, per_seed), marker in zip(curves.items(), ("o", "s")):
+    values = np.array(per_seed)
+    epochs_axis = np.arange(1, values.shape[1] + 1)
+    mean, sd = values.mean(0), values.std(0, ddof=1) if len(values) > 1 else 0 * values[0]
+    ax.plot(epochs_axis, mean, marker=marker, label=name)
+    ax.fill_between(epochs_axis, mean - sd, mean + sd, alpha=0.2)
 ax.set_xlabel("epoch"), ax.set_ylabel("test mAP (%)"), ax.legend(), ax.grid(alpha=0.3)
 fig.tight_layout()
-peak = {name: max(v) for name, v in curves.items()}
-print("; ".join(f"{name}: peak {peak[name]:.1f} at epoch {int(np.argmax(v)) + 1}, "
-                f"last {v[-1]:.1f}" for name, v in curves.items()))
+peak = {name: [max(c) for c in v] for name, v in curves.items()}
+last = {name: [c[-1] for c in v] for name, v in curves.items()}
+print("; ".join(f"{name}: peak {fmt_mean_std(peak[name])} at epochs "
+                f"{[int(np.argmax(c)) + 1 for c in curves[name]]}, last "
+                f"{fmt_mean_std(last[name])}" for name in curves))
 
 # %% [markdown]
-# ASL shows the memorisation effect: its mAP peaks early and declines as it fits the wrong
-# labels. GALC-SLR's gold classifier, which (as shown above) learns from the gold labels only,
-# has nothing wrong to memorise and holds its level. The paper draws the same curves and reads
-# them as "preventing overfit to the noisy labels"; our control says the noisy labels are not
-# used at all.
+# ASL shows the memorisation effect in every seed: its mAP peaks within the first epochs and
+# declines as it fits the wrong labels. GALC-SLR's gold classifier, which (as shown above)
+# learns from the gold labels only, has no wrong label to memorise; it still declines, as any
+# network fine-tuned at a constant learning rate on a few hundred clean images overfits them,
+# but by less. The paper draws the same curves and reads them as "preventing overfit to the
+# noisy labels"; our control says the noisy labels are not used at all, so the smaller
+# decline is that of a small clean set, not of a correction.
 
 # %%
-claims.paper("ASL memorises noise: its last epoch is more than 1 mAP below its peak "
-             "(one seed)", curves["ASL"][-1] < peak["ASL"] - 1.0, expect=True,
-             measured=f"peak {peak['ASL']:.1f}, last {curves['ASL'][-1]:.1f}",
-             paper="Fig. 6a")
-drop = {name: peak[name] - curves[name][-1] for name in curves}
-claims.paper("GALC-SLR loses less from its peak than ASL (one seed)",
-             drop["GALC-SLR"] < drop["ASL"], expect=True,
-             measured=f"ASL {drop['ASL']:.1f}, GALC-SLR {drop['GALC-SLR']:.1f}",
-             paper="Fig. 6a");
+memorised = paired(peak["ASL"], last["ASL"])
+claims.paper("ASL memorises noise: its last epoch is more than 1 mAP below its peak, "
+             "beyond the seed spread", memorised.detected(-1) and memorised.mean < -1.0,
+             measured=memorised, paper="Fig. 6a")
+drops = {name: [p - l for p, l in zip(peak[name], last[name])] for name in curves}
+drop_gap = paired(drops["ASL"], drops["GALC-SLR"])
+claims.paper("GALC-SLR loses less from its peak than ASL", drop_gap.detected(-1),
+             measured=f"drop GALC-SLR - ASL {drop_gap}", paper="Fig. 6a");
 
 # %% [markdown]
 # The claims of this chapter, as measured in this run:
