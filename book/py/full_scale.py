@@ -41,7 +41,8 @@
 # Every chapter runs at three scales, chosen in its parameters cell:
 #
 # * `quick` — what this book shows: the embedded benchmark at 32 px with small CPU networks,
-#   a few minutes per chapter on one CPU core. Its claims are checked on every build.
+#   a few to fifteen minutes per chapter on one CPU core. Its claims are checked at its
+#   preset parameters on every build.
 # * `full` — the paper's experiment: its backbone, resolution, schedule and dataset. It needs a
 #   GPU, the dataset on disk and, for the papers' numbers, ImageNet weights on disk.
 # * `smoke` — the `full` code path on any dataset in seconds, to check an installation and a
@@ -85,7 +86,7 @@ from mlrobust.bench import (
 )
 from mlrobust.engine import resolve_device
 from mlrobust.claims import Claims
-from mlrobust.notebook import markdown_table, resolve_parameters
+from mlrobust.notebook import claims_checked, markdown_table, resolve_parameters
 
 P = resolve_parameters(
     "full_scale",
@@ -103,7 +104,7 @@ P = resolve_parameters(
     ),
 )
 DEVICE = resolve_device(P["device"])
-claims = Claims(strict=scale == "quick")
+claims = Claims(strict=claims_checked("full_scale", scale, P))
 print(f"measuring on {device_name(DEVICE)} with torch {torch.__version__}")
 
 # %% [markdown]
