@@ -25,7 +25,7 @@ import logging
 import time
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -33,7 +33,7 @@ from torch import Tensor, nn
 
 from . import labels as label_protocols
 from .config import ConfigError, DataConfig, ExperimentConfig, resume_conflicts
-from .data import DATASETS, DataSplits, LabelledDataset, create_dataset
+from .data import DATASETS, DataSplits, LabelledDataset, Subset, create_dataset, hold_out
 from .engine import Hook, Method, Trainer, environment_report
 from .engine.checkpoint import atomic_write_text, load_checkpoint
 from .engine.distributed import dist_info
@@ -44,7 +44,7 @@ from .pretrained import resolve_weights
 from .seeding import derive_seed
 
 __all__ = ["build_data", "observed_labels", "build_model", "build_trainer", "frozen_backbone", "run_experiment",
-           "RunResult"]
+           "RunResult", "LrTuning", "tune_lr"]
 
 log = logging.getLogger("mlrobust")
 
@@ -232,3 +232,37 @@ def _run(cfg: ExperimentConfig, data: DataSplits | None, resume: bool, overwrite
                    "observed_labels": label_protocols.summary(y_train)}
         atomic_write_text(json.dumps(summary, indent=2) + "\n", run_dir / "metrics.json")
     return RunResult(result, history, trainer, run_dir, seconds)
+
+
+@dataclass(frozen=True)
+class LrTuning:
+    """The outcome of :func:`tune_lr`: the chosen factor, the learning rate it gives, and the
+    validation metric of every factor tried."""
+
+    factor: float
+    lr: float
+    scores: dict[float, float]
+
+
+def tune_lr(cfg: ExperimentConfig, factors: Sequence[float], data: DataSplits, n_val: int, seed: int,
+            metric: str = "mAP") -> LrTuning:
+    """Choose ``cfg.train.lr`` times one of ``factors`` on a validation split, never the test set.
+
+    ``n_val`` of ``data.train``'s images are held out (:func:`~mlrobust.data.hold_out` with
+    ``seed``); their labels go through the config's own protocol, with a draw of their own
+    (a user with 10 % of the labels validates on 10 % of them too). ``cfg`` is trained on the
+    other images once per factor, nothing written; the factor with the highest validation
+    ``metric`` wins (the smallest of tied ones)."""
+    if not factors or any(f <= 0 for f in factors):
+        raise ConfigError(f"tune_lr: factors must be positive numbers, got {list(factors)}")
+    fit_part, val_part = hold_out(data.train, n_val, seed=seed)
+    hidden = replace(cfg.data, protocol_seed=derive_seed(seed, cfg.data.protocol_seed))
+    validation = Subset(data.train, val_part.index, observed_labels(val_part.labels, hidden))
+    split = DataSplits(train=fit_part, test=validation)
+    scores = {}
+    for f in sorted(set(factors)):
+        trial = ExperimentConfig.from_dict(cfg.to_dict())
+        trial.train.lr = cfg.train.lr * f
+        scores[f] = run_experiment(trial, data=split, write=False).metrics[metric]
+    best = max(scores, key=lambda f: (scores[f], -f))
+    return LrTuning(best, cfg.train.lr * best, scores)

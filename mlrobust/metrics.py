@@ -34,6 +34,7 @@ predict the k highest-scoring labels of each image (the "top-3" tables of the li
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -61,13 +62,22 @@ def _prepare(logits: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
     return scores, labels
 
 
-def _ranked_precision_recall(scores: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Sort each class's entries by score and compute, at every rank, the precision and
-    recall *at the end of that rank's tie group* (a group of equal scores is one threshold).
+class _Ranking(NamedTuple):
+    """Each class's entries sorted by score: (N, C) tensors in that order, except ``num_pos``
+    (C,). ``precision`` and ``recall`` hold at the end of each entry's tie group; precision is
+    0 at unknown entries."""
 
-    Returns ``(is_pos, precision, recall, num_pos)``: the first three have shape (N, C) in the
-    sorted order of each column (precision 0 at unknown entries), the last has shape (C,).
-    """
+    sorted_scores: Tensor
+    is_pos: Tensor
+    is_known: Tensor
+    precision: Tensor
+    recall: Tensor
+    num_pos: Tensor
+
+
+def _ranked_precision_recall(scores: Tensor, labels: Tensor) -> _Ranking:
+    """Sort each class's entries by score and compute, at every rank, the precision and
+    recall *at the end of that rank's tie group* (a group of equal scores is one threshold)."""
     known = labels != 0
     # Unknown entries stay in the ranking but are never counted: they add nothing to the
     # running counts of known images and positives, and their own precision is set to 0.
@@ -92,7 +102,7 @@ def _ranked_precision_recall(scores: Tensor, labels: Tensor) -> tuple[Tensor, Te
     seen_end = torch.gather(seen, 0, end_index)
     precision = torch.where(is_known, tp_end / seen_end.clamp_min(1), torch.zeros_like(tp_end))
     recall = tp_end / num_pos  # NaN / inf columns (no positive) are turned into NaN AP by callers
-    return is_pos, precision, recall, num_pos
+    return _Ranking(sorted_scores, is_pos, is_known, precision, recall, num_pos)
 
 
 def average_precision(logits: Tensor, y: Tensor, *, voc07: bool = False) -> Tensor:
@@ -131,7 +141,7 @@ _AP_CHUNK_ELEMENTS = 2**24
 
 
 def _class_ap(scores: Tensor, labels: Tensor, voc07: bool) -> Tensor:
-    is_pos, precision, recall, num_pos = _ranked_precision_recall(scores, labels)
+    _, is_pos, _, precision, recall, num_pos = _ranked_precision_recall(scores, labels)
     if voc07:
         ap = _voc07_from_curve(precision, recall, num_pos)
     else:
@@ -304,9 +314,7 @@ def f1_thresholds(logits: Tensor, y: Tensor) -> Tensor:
     a float64 tensor (C,) of probabilities, kept inside the open interval (0, 1).
     """
     scores, labels = _prepare(logits, y)
-    is_pos, precision, recall, num_pos = _ranked_precision_recall(scores, labels)
-    sorted_scores, order = torch.sort(scores, dim=0, descending=True)  # the helper's order
-    is_known = torch.gather(labels != 0, 0, order)
+    sorted_scores, _, is_known, precision, recall, num_pos = _ranked_precision_recall(scores, labels)
     f1 = torch.where(is_known & (num_pos > 0), _f1(precision, torch.nan_to_num(recall)),
                      torch.full_like(precision, -1.0))
     best = f1.argmax(dim=0)  # the first (highest) cut reaching the maximum

@@ -21,7 +21,7 @@ import yaml
 
 __all__ = ["resolve_parameters", "check_parameters", "find_params_dir", "show_source", "without_docstrings",
            "markdown_table", "mean_std", "fmt_mean_std", "BOOK_THREADS", "use_book_threads",
-           "mask_table_numbers", "claims_checked"]
+           "mask_table_numbers", "claims_checked", "floats", "ints"]
 
 
 PARAMS_FOLDER = Path("book") / "params"
@@ -260,6 +260,25 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], captio
     lines += ["| " + " | ".join(cell(h) for h in headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
     return Markdown("\n".join(lines))
+
+
+def floats(text: Any, name: str = "parameter") -> list[float]:
+    """A list parameter written as comma-separated numbers ("0.1,0.5,1") as floats; a bad
+    entry is an error naming the parameter."""
+    return [_number(v, name, float) for v in str(text).split(",")]
+
+
+def ints(text: Any, name: str = "parameter") -> list[int]:
+    """Comma-separated integers ("50,10") as ints; see :func:`floats`."""
+    return [_number(v, name, int) for v in str(text).split(",")]
+
+
+def _number(entry: str, name: str, kind: type) -> Any:
+    try:
+        return kind(entry.strip())
+    except ValueError:
+        raise ValueError(f"{name}: {entry.strip()!r} is not {'an integer' if kind is int else 'a number'} "
+                         "(expected comma-separated values such as '0.1,0.5')") from None
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:

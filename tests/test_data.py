@@ -275,11 +275,11 @@ def test_object_geometry(big: ShapeScenes) -> None:
     s = big.scenes
     present = s.obj_class >= 0
     r = s.obj_radius
-    assert ((r[present] >= 0.05 - 1e-6) & (r[present] <= 0.30 + 1e-6)).all()
+    assert ((r[present] >= 0.10 - 1e-6) & (r[present] <= 0.30 + 1e-6)).all()
     assert (r[~present] == 0).all()
-    # scale from small to large
-    assert (r[present] < 0.10).float().mean() > 0.25
-    assert (r[present] >= 0.18).float().mean() > 0.2
+    # scale from small to large (log-uniform: a quarter below 0.10 * 3**0.25 = 0.132)
+    assert (r[present] < 0.14).float().mean() > 0.25
+    assert (r[present] >= 0.20).float().mean() > 0.3
     # objects fill the first slots; no present slot after an empty one
     assert not ((~present[:, :-1]) & present[:, 1:]).any()
     # the bulk of each object lies inside the image
@@ -351,7 +351,7 @@ def test_attributes_describe_the_largest_labelled_object(big: ShapeScenes) -> No
         texture = CLASSES[cls[i][k]].texture
         assert on[i, attr(f"texture:{texture}")], (i, texture)
         r = rad[i][k]
-        size = "small" if r < 0.10 else "medium" if r < 0.18 else "large"
+        size = "small" if r < 0.20 else "medium" if r < 0.26 else "large"
         assert on[i, attr(f"size:{size}")], (i, r)
         if texture != "solid":
             tone = "light" if light[i][k] else "dark"

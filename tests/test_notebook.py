@@ -162,3 +162,14 @@ def test_claims_are_checked_only_at_the_quick_presets(tmp_path: Path) -> None:
     assert not claims_checked("ch", "quick", {**quick, "dataset": "coco"}, tmp_path)
     full = resolve_parameters("ch", "full", given, tmp_path)
     assert not claims_checked("ch", "full", full, tmp_path)
+
+
+def test_list_parameters_parse_and_name_a_bad_entry() -> None:
+    from mlrobust.notebook import floats, ints
+
+    assert floats("0.1, 0.5,1") == [0.1, 0.5, 1.0] and floats(0.3) == [0.3]
+    assert ints("50,10") == [50, 10]
+    with pytest.raises(ValueError, match=r"lr_factors: 'x' is not a number"):
+        floats("1,x", "lr_factors")
+    with pytest.raises(ValueError, match=r"single_caps: '2.5' is not an integer"):
+        ints("50,2.5", "single_caps")

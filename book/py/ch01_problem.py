@@ -81,6 +81,8 @@ schedule = None
 lr_step = None
 known = None
 clean = None
+n_val = None
+lr_factors = None
 n_seeds = None
 output_dir = None
 
@@ -97,11 +99,11 @@ from mlrobust import labels, losses, metrics
 from mlrobust.config import DataConfig, ExperimentConfig, ModelConfig, TrainConfig
 from mlrobust.data import (CLASSES, COMPANIONS, CONTEXTS, DISTRACTOR_CLASSES,
                            ShapeScenes, context_only_logits, scene_class_radius)
-from mlrobust.experiments import build_data, run_experiment
+from mlrobust.experiments import build_data, run_experiment, tune_lr
 from mlrobust.seeding import derive_seed
 from mlrobust.claims import Claims, paired
-from mlrobust.notebook import (claims_checked, fmt_mean_std, markdown_table, mean_std,
-                               resolve_parameters, show_source)
+from mlrobust.notebook import (claims_checked, floats, fmt_mean_std, markdown_table,
+                               mean_std, resolve_parameters, show_source)
 from mlrobust.viz import (as_jpeg, errorbar_by_setting, protocol_explorer,
                           protocol_grid, show_images)
 
@@ -109,10 +111,11 @@ P = resolve_parameters("ch01_problem", scale, dict(
     dataset=dataset, data_root=data_root, device=device, backbone=backbone,
     weights=weights, image_size=image_size, n_train=n_train, n_test=n_test,
     epochs=epochs, batch_size=batch_size, lr=lr, schedule=schedule, lr_step=lr_step,
-    known=known, clean=clean, n_seeds=n_seeds, output_dir=output_dir))
+    known=known, clean=clean, n_val=n_val, lr_factors=lr_factors, n_seeds=n_seeds,
+    output_dir=output_dir))
 chapter_start = time.perf_counter()
-# measured claims fail the build at the quick scale with its preset parameters; elsewhere
-# they are reported
+# measured claims fail the build at the quick scale with its presets; elsewhere they
+# are reported
 claims = Claims(strict=claims_checked("ch01_problem", scale, P))
 # the benchmark is sampled once (labels only; images are rendered when first needed)
 splits = build_data(DataConfig(dataset=P["dataset"], root=P["data_root"],
@@ -161,8 +164,9 @@ markdown_table(["statistic", "value", "statistic", "value"],
 #
 # * **label correlation** — a context favours six classes and four pairs of classes co-occur,
 #   so label graphs and graph networks have structure to find;
-# * **scale, occlusion and clutter** — objects range from a few pixels to more than half the
-#   image side and are drawn in painter's order over a noisy, cluttered background;
+# * **scale, occlusion and clutter** — object radii range from 10 % to 30 % of the image side
+#   (at 32 px, objects 6 to 19 pixels across) and are drawn in painter's order over a noisy,
+#   cluttered background;
 # * **confusable classes** — both textures of a shape share a preferred colour, and pairs of
 #   similar shapes (disk and hexagon, square and diamond, ...) share one too;
 # * **single-object images** occur naturally, **distractors** from six out-of-set classes appear
@@ -185,6 +189,9 @@ as_jpeg(show_images(gallery.images(), titles, ncols=4, size=2.3, fontsize=9, dpi
 # %% [markdown]
 # The quick scale trains at low resolution, where small objects shrink to a few pixels and
 # textures blur: the same scenes at four resolutions (geometry is resolution independent).
+# The smallest radius, 10 % of the side, keeps the smallest object 6 pixels across at 32 px:
+# smaller objects are a pixel or two of colour, and a network would learn the scene's context
+# instead of the object (the regime section below measures how far it is from that).
 
 # %% mystnb={"figure": {"caption": "The same four scenes rendered at 32, 64, 128 and 448 px (columns). At 32 px, the quick scale, small objects are a few pixels wide and stripes, checks and dots blur into grey.", "name": "fig-resolutions"}} tags=["hide-input"]
 sizes = [32, 64, 128, 448]
@@ -507,7 +514,13 @@ print(f"total |gradient| with {P['known']:.0%} of the labels / with all labels "
 
 # %% [markdown]
 # The four settings, each over several seeds (the seed sets the network's initialisation, the
-# data order and the protocol's draw; the benchmark itself is the same):
+# data order and the protocol's draw; the benchmark itself is the same). A comparison is only
+# as fair as its weakest tuning: fewer labels mean a smaller gradient (above), so a learning
+# rate chosen for all labels would handicap the partial settings. Each setting therefore gets
+# its own learning rate, chosen among `lr_factors` times `lr` on a **validation split** —
+# `n_val` training images held out, their labels passed through the same protocol (a user
+# with a tenth of the labels validates on a tenth of them) — on seed 0, never on the test set
+# (`mlrobust.experiments.tune_lr`):
 
 # %%
 settings = {
@@ -516,6 +529,7 @@ settings = {
     "partial, negative": ("partial", {"known": P["known"]}, "bce_negative"),
     "noisy": ("noisy", {"clean": P["clean"]}, "bce"),
 }
+LR = {s: P["lr"] for s in settings}  # replaced by each setting's tuned rate below
 
 
 def experiment(setting: str, seed: int) -> ExperimentConfig:
@@ -528,13 +542,29 @@ def experiment(setting: str, seed: int) -> ExperimentConfig:
                           protocol_seed=seed)
     cfg.model = ModelConfig(backbone=P["backbone"], weights=P["weights"])
     cfg.loss.name = loss
-    cfg.train = TrainConfig(epochs=P["epochs"], batch_size=P["batch_size"], lr=P["lr"],
-                            schedule=P["schedule"],
+    cfg.train = TrainConfig(epochs=P["epochs"], batch_size=P["batch_size"],
+                            lr=LR[setting], schedule=P["schedule"],
                             lr_steps=[P["lr_step"]] if P["lr_step"] else [],
                             seed=seed, device=P["device"])
     return cfg
 
 
+LR_FACTORS = floats(P["lr_factors"], "lr_factors")
+tuning = {}
+if len(LR_FACTORS) > 1:
+    for setting in settings:
+        tuning[setting] = tune_lr(experiment(setting, 0), LR_FACTORS, splits,
+                                  n_val=P["n_val"], seed=derive_seed(0, 4))
+        LR[setting] = tuning[setting].lr
+    display(markdown_table(
+        ["setting"] + [f"lr {P['lr'] * f:g}" for f in LR_FACTORS] + ["chosen"],
+        [[s] + [f"{t.scores[f]:.1f}" for f in LR_FACTORS] + [f"{t.lr:g}"]
+         for s, t in tuning.items()],
+        caption=f"Validation mAP (%) per learning rate: {P['n_val']} held-out "
+                f"training images of {P['dataset']}, labels through each setting's "
+                "protocol, seed 0"))
+
+# %%
 # quick runs are scratch (replaced on a re-run); full-scale runs resume
 RERUN = dict(resume=scale == "full", overwrite=scale != "full")
 results: dict[str, list[float]] = {s: [] for s in settings}
@@ -638,42 +668,66 @@ random_map = metrics.mean_average_precision(random_scores, test.labels)[0]
 operating = {s: metrics.evaluate(t.predict(test), test.labels)["OR"]
              for s, t in kept.items()}
 partial_mean = mean_std(results["partial, ignored"])[0]
-calibration = [["all-labels model, mAP (%)", fmt_mean_std(results["all labels"])],
-               [f"{P['known']:.0%} of the labels (unknown ignored), mAP (%)",
-                fmt_mean_std(results["partial, ignored"])],
-               [f"  as a share of the all-labels mAP",
-                f"{partial_mean / full_mean:.0%}"],
-               ["half the labels flipped, mAP (%)", fmt_mean_std(flipped)],
-               ["random scores, mAP (%)", f"{random_map:.1f}"]]
-calibration += [[f"{s} model (seed 0): test positives recalled at logit 0",
-                 f"{r:.0f} %"] for s, r in operating.items()]
+share = partial_mean / full_mean
+recall_all, recall_partial = operating["all labels"], operating["partial, ignored"]
+collapse = max(flipped) - random_map
+few = f"{P['known']:.0%} of the labels"
+# quantity, measured, target, met, Durand et al. on MS COCO (ResNet-101, 448 px;
+# their supplementary Table 7: "clean" and "partial 10%")
+calibration = [
+    ["all labels, mAP (%)", fmt_mean_std(results["all labels"]), "≥ 65",
+     full_mean >= 65, "79.2"],
+    [f"{few} (unknown ignored), mAP (%)", fmt_mean_std(results["partial, ignored"]),
+     "", None, "72.2"],
+    ["  as a share of the all-labels mAP", f"{share:.0%}", "≥ 80 %", share >= 0.8,
+     "91 %"],
+    ["all labels: test positives recalled at logit 0 (seed 0)", f"{recall_all:.0f} %",
+     "", None, "72 %"],
+    [f"{few}: test positives recalled at logit 0 (seed 0)", f"{recall_partial:.0f} %",
+     "≥ 50 %", recall_partial >= 50, "80 %"],
+    ["half the labels flipped, mAP (%)", fmt_mean_std(flipped),
+     "< random + 5", collapse < 5, ""],
+    ["random scores, mAP (%)", f"{random_map:.1f}", "", None, ""],
+]
 if hasattr(test, "scenes"):
-    calibration.insert(1, ["context-only predictor, mAP (%)", f"{context_map:.1f}"])
     margin = min(results["all labels"]) - context_map
-    claims.ours("with all labels the network is more than 20 points above the "
-                "context-only predictor (every seed)", margin > 20,
+    calibration[1:1] = [
+        ["context-only predictor, mAP (%)", f"{context_map:.1f}", "", None, ""],
+        ["  all labels minus context-only (worst seed)", f"{margin:+.1f}", "≥ 25",
+         margin >= 25, ""]]
+    claims.ours("with all labels the network is more than 25 points above the "
+                "context-only predictor (every seed)", margin > 25,
                 measured=f"{margin:+.1f} (worst seed)")
     margin10 = min(results["partial, ignored"]) - context_map
-    claims.ours(f"with {P['known']:.0%} of the labels it stays above the context-only "
-                "predictor (every seed)", margin10 > 0,
-                measured=f"{margin10:+.1f} (worst seed)")
-collapse = max(flipped) - random_map
+    claims.ours(f"with {few} it stays above the context-only predictor (every seed)",
+                margin10 > 0, measured=f"{margin10:+.1f} (worst seed)")
+claims.ours("with all labels the mean mAP reaches 65", full_mean >= 65,
+            measured=f"{full_mean:.1f}")
+claims.ours(f"with {few} (tuned learning rate) the mAP keeps at least 80 % of the "
+            "all-labels mAP", share >= 0.8, measured=f"{share:.1%}")
+claims.ours(f"with {few} the model recalls fewer test positives at logit 0 than the "
+            "papers' models (below 50 %)", recall_partial < 50,
+            measured=f"{recall_partial:.0f} %")
 claims.ours("with half the labels flipped it collapses to within 5 points of random "
             "scores (every seed)", collapse < 5,
             measured=f"{collapse:+.1f} above random (worst seed)")
 claims.ours("the all-labels model stays well below 100 mAP (room for methods)",
             full_mean < 90, measured=f"{full_mean:.1f}")
-markdown_table(["quantity", "measured"], calibration,
+verdict = {True: "yes", False: "**no**", None: ""}
+markdown_table(["quantity", "measured", "target", "met", "Durand et al., MS COCO"],
+               [[q, m, t, verdict[ok], d] for q, m, t, ok, d in calibration],
                caption=f"Calibration: {P['dataset']}, {P['image_size']} px, "
                        f"{len(splits.train)} training and {len(test)} test images, "
-                       f"{P['n_seeds']} seeds (mean ± sd)")
+                       f"{P['n_seeds']} seeds (mean ± sd), each setting at its tuned "
+                       "learning rate; the targets place the quick scale in the papers' "
+                       "regime")
 
 # %% mystnb={"figure": {"caption": "mAP of the all-labels model (seed 0) on the test positives of each object-size bin (radius of the largest object of the class, as a fraction of the image side); positives outside the bin are treated as unknown, negatives are kept.", "name": "fig-size"}} tags=["hide-input"]
 if hasattr(test, "scenes"):
     test_logits = kept["all labels"].predict(test)
     # (N, C) radius of the largest object of each class
     largest = scene_class_radius(test.scenes)
-    edges = [0.05, 0.08, 0.12, 0.18, 0.30]
+    edges = [0.10, 0.13, 0.17, 0.23, 0.30]  # log-spaced over the benchmark's radii
     map_by_size = []
     for lo, hi in zip(edges[:-1], edges[1:]):
         in_bin = (largest >= lo) & (largest < hi)

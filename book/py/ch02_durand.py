@@ -125,8 +125,8 @@ from mlrobust.seeding import derive_seed
 from mlrobust.methods.durand import CurriculumRelabeling, select_labels
 from mlrobust.models import LabelGNN, WeldonPooling
 from mlrobust.claims import Claims, paired
-from mlrobust.notebook import (claims_checked, fmt_mean_std, markdown_table, mean_std,
-                               resolve_parameters, show_source)
+from mlrobust.notebook import (claims_checked, floats, fmt_mean_std, markdown_table,
+                               mean_std, resolve_parameters, show_source)
 
 P = resolve_parameters("ch02_durand", scale, dict(
     dataset=dataset, data_root=data_root, device=device, backbone=backbone,
@@ -136,9 +136,8 @@ P = resolve_parameters("ch02_durand", scale, dict(
     n_seeds=n_seeds, n_val=n_val, lr_factors=lr_factors,
     proportions=proportions, noisy_clean=noisy_clean, g_values=g_values, gammas=gammas,
     dropout=dropout, passes=passes, relabel_gnn=relabel_gnn, output_dir=output_dir))
-floats = lambda text: [float(v) for v in str(text).split(",")]  # noqa: E731
 PROPORTIONS, CLEAN, G_VALUES, GAMMAS = (
-    floats(P[k]) for k in ("proportions", "noisy_clean", "g_values", "gammas"))
+    floats(P[k], k) for k in ("proportions", "noisy_clean", "g_values", "gammas"))
 SEEDS = range(P["n_seeds"])
 chapter_start = time.perf_counter()
 # measured claims fail the build at the quick scale with its preset parameters; elsewhere
@@ -566,7 +565,7 @@ markdown_table(["known labels",
 # seed.
 
 # %%
-LR_FACTORS = floats(P["lr_factors"])
+LR_FACTORS = floats(P["lr_factors"], "lr_factors")
 base_splits = features if P["frozen"] else images
 fit_part, val_part = hold_out(base_splits.train, P["n_val"], seed=derive_seed(0, 0x7A1))
 TUNED = sorted({low, 0.5} & set(PROPORTIONS[:-1]))

@@ -124,19 +124,20 @@ from mlrobust.methods.pene import (GoldCorrectedMethod, corrected_probabilities,
                                    estimate_corruption, galc_slr_corruption,
                                    gold_correction, pene_split)
 from mlrobust.claims import Claims, paired
-from mlrobust.notebook import (claims_checked, fmt_mean_std, markdown_table, mean_std,
-                               resolve_parameters, show_source)
+from mlrobust.notebook import (claims_checked, floats, fmt_mean_std, ints,
+                               markdown_table, mean_std, resolve_parameters,
+                               show_source)
 
 P = resolve_parameters("ch03_pene", scale, dict(
     dataset=dataset, data_root=data_root, device=device, backbone=backbone,
     weights=weights, image_size=image_size, n_train=n_train, n_test=n_test,
-    n_val=n_val, frozen=frozen, epochs=epochs, batch_size=batch_size, lr=lr, schedule=schedule,
-    n_seeds=n_seeds, noise_levels=noise_levels, ablation_noise=ablation_noise,
+    n_val=n_val, frozen=frozen, epochs=epochs, batch_size=batch_size, lr=lr,
+    schedule=schedule, n_seeds=n_seeds, noise_levels=noise_levels, ablation_noise=ablation_noise,
     gold_fraction=gold_fraction, small_gold_fraction=small_gold_fraction,
     single_caps=single_caps, memo_n_train=memo_n_train, memo_n_test=memo_n_test,
     memo_epochs=memo_epochs, output_dir=output_dir))
-NOISE = [float(v) for v in str(P["noise_levels"]).split(",")]
-CAPS = [int(v) for v in str(P["single_caps"]).split(",")]
+NOISE = floats(P["noise_levels"], "noise_levels")
+CAPS = ints(P["single_caps"], "single_caps")
 ETA = float(P["ablation_noise"])
 SEEDS = range(P["n_seeds"])
 FULL = scale == "full"
@@ -317,11 +318,14 @@ def config(name: str, seed: int, *, finetune: bool = False, epochs: int | None =
     return cfg
 
 
-def trained(cfg: ExperimentConfig, dataset, test_set, **kwargs):
+def trained(cfg: ExperimentConfig, dataset, test_set, *, best_cuts: bool = True,
+            **kwargs):
+    """A run on ``dataset``, evaluated on ``test_set``; with ``best_cuts`` (and the chapter's
+    test set) also CF1* and OF1*, at per-class thresholds chosen on the validation split."""
     splits = DataSplits(train=dataset, test=test_set, val=kwargs.pop("val", None))
     run = run_experiment(cfg, data=splits, train_labels=dataset.labels, write=FULL,
                          resume=FULL, **kwargs)
-    if test_set is test:  # CF1*, OF1*: at per-class thresholds chosen on the validation split
+    if best_cuts and test_set is test:
         cuts = metrics.f1_thresholds(run.trainer.predict(val), val.labels)
         tuned = metrics.evaluate(run.trainer.predict(test), test.labels, threshold=cuts)
         run.metrics.update({f"{k}*": tuned[k] for k in ("CF1", "OF1")})
@@ -332,7 +336,8 @@ def galc(cfg: ExperimentConfig, split, noisy, **options):
     """Pene et al.'s three steps: the silver classifier f and Ĉ (steps 1 and 2, by the
     package's gold_correction; options: estimator, c_true, correction, silver), then
     the gold classifier g trained from fresh weights with the method of step 3."""
-    out = gold_correction(lambda silver_set: trained(cfg, silver_set, test).trainer,
+    out = gold_correction(lambda silver_set: trained(cfg, silver_set, test,
+                                                     best_cuts=False).trainer,
                           train, split, noisy, asl_args=dict(cfg.loss.args), **options)
     g_cfg = ExperimentConfig.from_dict({**cfg.to_dict(), "name": f"{cfg.name}-gold"})
     return out, trained(g_cfg, train, test, method=out.method)
@@ -498,7 +503,8 @@ def oracle(dataset) -> torch.Tensor:
 
 bce_cfg = config("silver-bce", 0)
 bce_cfg.loss = LossConfig("bce")
-silver_bce = trained(bce_cfg, Subset(train, split0.silver, noisy0), test).trainer
+silver_bce = trained(bce_cfg, Subset(train, split0.silver, noisy0), test,
+                     best_cuts=False).trainer
 sources = {"Algorithm 1, ASL silver f (the chapter's)": silver0.predict,
            "Algorithm 1, BCE silver f": silver_bce.predict,
            "Algorithm 1, perfect (oracle) silver f": oracle}
@@ -725,7 +731,8 @@ fig, ax = plt.subplots(figsize=(6.5, 3.6))
 for (name, per_seed), marker in zip(curves.items(), ("o", "s")):
     values = np.array(per_seed)
     epochs_axis = np.arange(1, values.shape[1] + 1)
-    mean, sd = values.mean(0), values.std(0, ddof=1) if len(values) > 1 else 0 * values[0]
+    mean = values.mean(0)
+    sd = values.std(0, ddof=1) if len(values) > 1 else 0 * mean
     ax.plot(epochs_axis, mean, marker=marker, label=name)
     ax.fill_between(epochs_axis, mean - sd, mean + sd, alpha=0.2)
 ax.set_xlabel("epoch"), ax.set_ylabel("test mAP (%)"), ax.legend(), ax.grid(alpha=0.3)

@@ -122,14 +122,8 @@ from mlrobust.data import DataSplits, Subset, create_dataset, extract_features, 
 from mlrobust.engine import resolve_device
 from mlrobust.experiments import frozen_backbone, run_experiment
 from mlrobust.methods.cevikalp import SSRMLMethod, propagate_labels
-from mlrobust.notebook import (
-    claims_checked,
-    fmt_mean_std,
-    markdown_table,
-    mean_std,
-    resolve_parameters,
-    show_source,
-)
+from mlrobust.notebook import (claims_checked, floats, fmt_mean_std, markdown_table,
+                               mean_std, resolve_parameters, show_source)
 
 P = resolve_parameters(
     "ch04_cevikalp",
@@ -164,12 +158,11 @@ P = resolve_parameters(
         output_dir=output_dir,
     ),
 )
-floats = lambda text: [float(v) for v in str(text).split(",")]  # noqa: E731
 NOISE, SIZES, LRS, BCE_LRS = (
-    floats(P["noise_levels"]),
-    floats(P["data_sizes"]),
-    floats(P["lrs"]),
-    floats(P["bce_lrs"]),
+    floats(P["noise_levels"], "noise_levels"),
+    floats(P["data_sizes"], "data_sizes"),
+    floats(P["lrs"], "lrs"),
+    floats(P["bce_lrs"], "bce_lrs"),
 )
 SEEDS = range(P["n_seeds"])
 FULL = scale == "full"

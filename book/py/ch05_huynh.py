@@ -144,8 +144,9 @@ from mlrobust.methods.huynh import (IMCLMethod, cooccurrence_graph, feature_smoo
                                     graph_step, identity_graph, imcl_loss,
                                     impute_labels, joint_nonnegative_omp,
                                     label_smoothness, pooled_features)
-from mlrobust.notebook import (claims_checked, fmt_mean_std, markdown_table, mean_std,
-                               resolve_parameters, show_source)
+from mlrobust.notebook import (claims_checked, floats, fmt_mean_std, ints,
+                               markdown_table, mean_std, resolve_parameters,
+                               show_source)
 from mlrobust.seeding import derive_seed
 from mlrobust.viz import show_images
 
@@ -162,8 +163,7 @@ P = resolve_parameters("ch05_huynh", scale, dict(
     attr_n_train=attr_n_train, attr_n_test=attr_n_test, attr_missing=attr_missing,
     attr_lambda_y=attr_lambda_y, side_weights=side_weights, n_seeds=n_seeds,
     output_dir=output_dir))
-floats = lambda text: [float(v) for v in str(text).split(",")]  # noqa: E731
-LRS, THETAS = floats(P["lrs"]), floats(P["thetas"])
+LRS, THETAS = floats(P["lrs"], "lrs"), floats(P["thetas"], "thetas")
 SEEDS = range(P["n_seeds"])
 FULL = scale == "full"
 DEV = resolve_device(P["device"])
@@ -789,7 +789,7 @@ else:
 # that do share labels.
 
 # %%
-ORACLE = floats(P["oracle_weights"])
+ORACLE = floats(P["oracle_weights"], "oracle_weights")
 if COMPLETE:
     lr_imcl = BEST["IMCL"][0]
     for a in ORACLE:
@@ -933,10 +933,10 @@ if COMPLETE:
 
 # %%
 SWEEP = ([("λ_y", v, dict(IMCL_ARGS, lambda_y=v))
-          for v in floats(P["sweep_lambda_y"])]
+          for v in floats(P["sweep_lambda_y"], "sweep_lambda_y")]
          + [("λ_f", v, dict(IMCL_ARGS, lambda_f=v))
-            for v in floats(P["sweep_lambda_f"])]
-         + [("k", int(v), dict(IMCL_ARGS, k=int(v))) for v in floats(P["sweep_k"])])
+            for v in floats(P["sweep_lambda_f"], "sweep_lambda_f")]
+         + [("k", v, dict(IMCL_ARGS, k=v)) for v in ints(P["sweep_k"], "sweep_k")])
 S: dict[tuple, list] = {}
 done: dict[tuple, list] = {}
 for seed in SEEDS:
@@ -1134,8 +1134,8 @@ else:
     a_testset = FeatureMaps(a_test.features, test_attr[0], attr_names)
     n_species = int(species.max()) + 1
     onehot = torch.nn.functional.one_hot(species[a_fit.index], n_species).float()
-    MISSING = floats(P["attr_missing"])
-    SIDE = floats(P["side_weights"])
+    MISSING = floats(P["attr_missing"], "attr_missing")
+    SIDE = floats(P["side_weights"], "side_weights")
     markdown_table(["", "value"],
                    [["attributes", len(attr_names)],
                     ["species (side information)", n_species],

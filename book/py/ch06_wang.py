@@ -126,14 +126,9 @@ from mlrobust.engine import resolve_device
 from mlrobust.experiments import frozen_backbone, run_experiment
 from mlrobust.methods.wang import ConsistencyMethod, pseudo_labels, top_k_hits
 from mlrobust.models import SaliencyPooling
-from mlrobust.notebook import (
-    claims_checked,
-    fmt_mean_std,
-    markdown_table,
-    mean_std,
-    resolve_parameters,
-    show_source,
-)
+from mlrobust.notebook import (claims_checked, floats, fmt_mean_std, ints,
+                               markdown_table, mean_std, resolve_parameters,
+                               show_source)
 
 P = resolve_parameters(
     "ch06_wang",
@@ -164,9 +159,9 @@ P = resolve_parameters(
         output_dir=output_dir,
     ),
 )
-floats = lambda text: [float(v) for v in str(text).split(",")]  # noqa: E731
-LRS, TUNE_KNOWN, KNOWN = floats(P["lrs"]), floats(P["tune_known"]), floats(P["known"])
-KS, K_KNOWN = [int(v) for v in floats(P["ks"])], floats(P["k_known"])
+LRS, TUNE_KNOWN = floats(P["lrs"], "lrs"), floats(P["tune_known"], "tune_known")
+KNOWN = floats(P["known"], "known")
+KS, K_KNOWN = ints(P["ks"], "ks"), floats(P["k_known"], "k_known")
 SEEDS = range(P["n_seeds"])
 FULL = scale == "full"
 FEATURES = (

@@ -27,8 +27,13 @@ __all__ = ["PRETRAIN_CLASSES", "RADIUS_RANGE", "object_centric", "ObjectScenes"]
 #: The 30 classes of the pretraining task: the 24 labelled classes, then the 6 distractors.
 PRETRAIN_CLASSES: tuple[str, ...] = tuple(c.name for c in CLASSES + DISTRACTOR_CLASSES)
 #: Object radius (fraction of the image side), uniform: larger than in the multi-label scenes
-#: (5-30 %), as ImageNet objects are larger than COCO's.
+#: (:data:`~mlrobust.data.shapescenes.SCENE_RADIUS_RANGE`), as ImageNet objects are larger
+#: than COCO's.
 RADIUS_RANGE = (0.10, 0.38)
+#: The radii of the scenes the single objects are cut from. Only the choice of the kept
+#: (rearmost) object depends on them — its radius is redrawn — and they stay at the range the
+#: shipped backbone was pretrained with, so ``make pretrain`` still rebuilds its file.
+SOURCE_RADIUS_RANGE = (0.05, 0.30)
 _GEOMETRY_STREAM = 0x0B7EC7  # the radius and centre of the kept object
 
 
@@ -69,7 +74,8 @@ class ObjectScenes(ShapeScenes):
 
     def __init__(self, n: int, image_size: int = 32, seed: int = 0,
                  radius_range: tuple[float, float] = RADIUS_RANGE, cache: bool | None = None) -> None:
-        super().__init__(n, image_size=image_size, seed=seed, split="pretrain", cache=cache)
+        super().__init__(n, image_size=image_size, seed=seed, split="pretrain", cache=cache,
+                         radius_range=SOURCE_RADIUS_RANGE)
         self.scenes, self.targets = object_centric(self.scenes, seed, radius_range)
         onehot = torch.full((n, len(PRETRAIN_CLASSES)), -1, dtype=torch.int8)
         onehot[torch.arange(n), self.targets] = 1

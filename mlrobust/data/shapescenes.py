@@ -11,7 +11,7 @@ What makes it a test bed rather than a toy:
 
 * label correlation: a context favours six classes and four class pairs co-occur
   (``COMPANIONS``), so co-occurrence graphs and label GNNs have something to find;
-* object radius from 5 % to 30 % of the image side, painter's-order occlusion, clutter
+* object radius from 10 % to 30 % of the image side (:data:`SCENE_RADIUS_RANGE`), painter's-order occlusion, clutter
   strokes and blobs, pixel noise, colour and shape jitter;
 * confusable classes: each shape comes in two textures with the same preferred hue, and
   pairs of shapes (disk/hexagon, square/diamond, ...) share a hue;
@@ -53,6 +53,7 @@ __all__ = [
     "scene_labels",
     "scene_attributes",
     "scene_class_radius",
+    "SCENE_RADIUS_RANGE",
     "context_only_logits",
 ]
 
@@ -146,8 +147,12 @@ _MAX_OBJECTS = 6
 _MAX_DISTRACTORS = 2
 _SLOTS = _MAX_OBJECTS + _MAX_DISTRACTORS
 _CLUTTER = 10
-_RADIUS_RANGE = (0.05, 0.30)  # object radius as a fraction of the image side, log-uniform
-_SIZE_EDGES = (0.10, 0.18)  # small < 0.10 <= medium < 0.18 <= large
+#: Object radius as a fraction of the image side, log-uniform. The smallest object is 3 px
+#: across at 32 px: below that (the range once started at 5 %) an object is a pixel or two
+#: and the network learns the scene's context instead (chapter 1's regime table).
+SCENE_RADIUS_RANGE = (0.10, 0.30)
+# small < 0.20 <= medium < 0.26 <= large: about a third of the largest labelled objects each
+_SIZE_EDGES = (0.20, 0.26)
 
 _HUE_NAMES = ("red", "orange", "yellow", "green", "cyan", "blue", "purple", "pink")
 _HUE_EDGES = (0.05, 0.11, 0.19, 0.45, 0.55, 0.70, 0.85, 0.95)  # upper edges; red wraps
@@ -258,8 +263,10 @@ def _hue_of(cls: Tensor, g: torch.Generator) -> Tensor:
 _BLOCK = 1024
 
 
-def sample_scenes(n: int, seed: int | torch.Generator, ood_fraction: float = 0.0) -> SceneTable:
-    """Sample the parameters of ``n`` scenes (vectorised, on the CPU).
+def sample_scenes(n: int, seed: int | torch.Generator, ood_fraction: float = 0.0,
+                  radius_range: tuple[float, float] = SCENE_RADIUS_RANGE) -> SceneTable:
+    """Sample the parameters of ``n`` scenes (vectorised, on the CPU); object radii are
+    log-uniform in ``radius_range`` (fractions of the image side).
 
     With an int ``seed``, scenes are drawn in blocks of 1024, block b from the derived seed
     (seed, b): the first k scenes are then the same for every n >= k. A ``torch.Generator``
@@ -268,9 +275,10 @@ def sample_scenes(n: int, seed: int | torch.Generator, ood_fraction: float = 0.0
     _check_int(n, "n", low=0)
     check_fraction(ood_fraction, "ood_fraction")
     if isinstance(seed, torch.Generator):
-        return _sample_block(max(n, 1), seed, ood_fraction).select(torch.arange(n))
+        return _sample_block(max(n, 1), seed, ood_fraction, radius_range).select(torch.arange(n))
     _check_int(seed, "seed")
-    blocks = [_sample_block(_BLOCK, torch.Generator().manual_seed(derive_seed(seed, b)), ood_fraction)
+    blocks = [_sample_block(_BLOCK, torch.Generator().manual_seed(derive_seed(seed, b)), ood_fraction,
+                            radius_range)
               for b in range(max(1, -(-n // _BLOCK)))]
     return _concat(blocks).select(torch.arange(n))
 
@@ -281,13 +289,14 @@ def _concat(tables: list[SceneTable]) -> SceneTable:
     return SceneTable(**{f.name: torch.cat([getattr(t, f.name) for t in tables]) for f in fields(SceneTable)})
 
 
-def _sample_block(n: int, g: torch.Generator, ood_fraction: float) -> SceneTable:
+def _sample_block(n: int, g: torch.Generator, ood_fraction: float,
+                  radius_range: tuple[float, float]) -> SceneTable:
     """``n`` scenes from the generator ``g``."""
     context = torch.randint(len(CONTEXTS), (n,), generator=g)
     ood = torch.rand(n, generator=g) < ood_fraction
     cls = _sample_objects(g, n, context, ood)
     S = _SLOTS
-    lo, hi = _RADIUS_RANGE
+    lo, hi = radius_range
     radius = torch.exp(_uniform(g, n, S, low=math.log(lo), high=math.log(hi)))
     # painter's order: mostly large objects behind small ones, with some exceptions
     order_key = torch.where(cls >= 0, radius * torch.exp(0.35 * torch.randn(n, S, generator=g)), -1.0)
@@ -684,6 +693,7 @@ class ShapeScenes(torch.utils.data.Dataset):
         cache: keep the rendered images: True, False, or None ("auto": cache when they fit
             in 1 GiB). The cache is rendered on the first device that asks for a batch and
             kept there.
+        radius_range: the objects' radii (fractions of the image side), log-uniform.
 
     ``labels`` (N, C) int8 in {-1, 1} and ``attributes`` are available without rendering.
     Items are ``(image uint8 (3, H, W), index)``; :meth:`load_batch` renders a batch on any
@@ -695,7 +705,8 @@ class ShapeScenes(torch.utils.data.Dataset):
     in_memory = True  # load_batch renders (or slices the cache) on any device
 
     def __init__(self, n: int, image_size: int = 64, seed: int = 0, split: str = "train",
-                 ood_fraction: float = 0.0, cache: bool | None = None) -> None:
+                 ood_fraction: float = 0.0, cache: bool | None = None,
+                 radius_range: tuple[float, float] = SCENE_RADIUS_RANGE) -> None:
         if split not in _SPLITS:
             raise ValueError(f"split must be one of {list(_SPLITS)}, got {split!r}")
         _check_int(n, "n", low=0)
@@ -703,7 +714,7 @@ class ShapeScenes(torch.utils.data.Dataset):
         _check_int(image_size, "image_size (pixels)", 32, 448)
         self.n, self.image_size, self.seed, self.split = n, image_size, seed, split
         self.scenes = sample_scenes(n, seed=derive_seed(seed, _SPLITS.index(split), 0x5CE7E5),
-                                    ood_fraction=ood_fraction)
+                                    ood_fraction=ood_fraction, radius_range=radius_range)
         self.labels = scene_labels(self.scenes)
         self.attributes = scene_attributes(self.scenes)
         self.classes = [c.name for c in CLASSES]
