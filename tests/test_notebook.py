@@ -164,6 +164,18 @@ def test_claims_are_checked_only_at_the_quick_presets(tmp_path: Path) -> None:
     assert not claims_checked("ch", "full", full, tmp_path)
 
 
+def test_the_environment_turns_claims_into_a_report(tmp_path: Path, monkeypatch) -> None:
+    from mlrobust.notebook import CLAIMS_VARIABLE, claims_checked
+
+    (tmp_path / "ch.yaml").write_text(PARAMS)
+    given = {"dataset": None, "n_train": None, "lr": None}
+    quick = resolve_parameters("ch", "quick", given, tmp_path)
+    monkeypatch.setenv(CLAIMS_VARIABLE, "strict")  # any other value keeps the presets strict
+    assert claims_checked("ch", "quick", quick, tmp_path)
+    monkeypatch.setenv(CLAIMS_VARIABLE, "report")
+    assert not claims_checked("ch", "quick", quick, tmp_path)
+
+
 def test_list_parameters_parse_and_name_a_bad_entry() -> None:
     from mlrobust.notebook import floats, ints
 
