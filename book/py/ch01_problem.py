@@ -101,7 +101,7 @@ from mlrobust.data import (CLASSES, COMPANIONS, CONTEXTS, DISTRACTOR_CLASSES,
                            ShapeScenes, context_only_logits, scene_class_radius)
 from mlrobust.experiments import build_data, run_experiment, tune_lr
 from mlrobust.seeding import derive_seed
-from mlrobust.claims import Claims, paired
+from mlrobust.claims import Claims, Verdict, paired
 from mlrobust.notebook import (claims_checked, floats, fmt_mean_std, markdown_table,
                                mean_std, resolve_parameters, show_source)
 from mlrobust.viz import (as_jpeg, errorbar_by_setting, protocol_explorer,
@@ -652,6 +652,10 @@ markdown_table(["setting", "Δ test mAP vs all labels, paired by seed (mean ± s
 #   (overall recall OR at the threshold 0.5);
 # * **half the labels flipped** (`clean = 0.5`, a pure-noise control): the network should
 #   collapse towards random.
+#
+# The table sets each against a target that an ImageNet network fine-tuned on COCO meets, and
+# shows that network's numbers as {cite:t}`durand2019learning` report them (ResNet-101 at
+# 448 px, their supplementary Table 7: all labels, and 10 % of them).
 
 # %% tags=["nbval-check-output"]
 test = splits.test
@@ -679,7 +683,7 @@ calibration = [
      full_mean >= 65, "79.2"],
     [f"{few} (unknown ignored), mAP (%)", fmt_mean_std(results["partial, ignored"]),
      "", None, "72.2"],
-    ["  as a share of the all-labels mAP", f"{share:.0%}", "≥ 80 %", share >= 0.8,
+    ["  as a share of the all-labels mAP", f"{share:.1%}", "≥ 80 %", share >= 0.8,
      "91 %"],
     ["all labels: test positives recalled at logit 0 (seed 0)", f"{recall_all:.0f} %",
      "", None, "72 %"],
@@ -703,8 +707,11 @@ if hasattr(test, "scenes"):
                 margin10 > 0, measured=f"{margin10:+.1f} (worst seed)")
 claims.ours("with all labels the mean mAP reaches 65", full_mean >= 65,
             measured=f"{full_mean:.1f}")
+# the share's spread over seeds sets how near 80 % a machine's last bits can tip it
+share_verdict = Verdict(share >= 0.8, share - 0.8,
+                        mean_std(results["partial, ignored"])[1] / full_mean)
 claims.ours(f"with {few} (tuned learning rate) the mAP keeps at least 80 % of the "
-            "all-labels mAP", share >= 0.8, measured=f"{share:.1%}")
+            "all-labels mAP", share_verdict, expect=False, measured=f"{share:.1%}")
 claims.ours(f"with {few} the model recalls fewer test positives at logit 0 than the "
             "papers' models (below 50 %)", recall_partial < 50,
             measured=f"{recall_partial:.0f} %")
@@ -719,8 +726,8 @@ markdown_table(["quantity", "measured", "target", "met", "Durand et al., MS COCO
                caption=f"Calibration: {P['dataset']}, {P['image_size']} px, "
                        f"{len(splits.train)} training and {len(test)} test images, "
                        f"{P['n_seeds']} seeds (mean ± sd), each setting at its tuned "
-                       "learning rate; the targets place the quick scale in the papers' "
-                       "regime")
+                       "learning rate; the targets place the quick scale in the "
+                       "papers' regime")
 
 # %% mystnb={"figure": {"caption": "mAP of the all-labels model (seed 0) on the test positives of each object-size bin (radius of the largest object of the class, as a fraction of the image side); positives outside the bin are treated as unknown, negatives are kept.", "name": "fig-size"}} tags=["hide-input"]
 if hasattr(test, "scenes"):
@@ -747,12 +754,15 @@ if hasattr(test, "scenes"):
 
 # %% [markdown]
 # **The regime, plainly.** Starting from the shipped backbone, the quick-scale network
-# recognises objects: it is far above the context prior with all labels and stays above it with
-# a tenth of them, and pure label noise destroys it. It is not yet COCO with ResNet-101: its
-# all-labels mAP is lower (small objects are a few pixels wide at 32 px; the papers report
-# 75-80 on COCO), and at logit 0 it recalls fewer positives than the papers' models, which
-# over-predict with partial labels. Conclusions that depend on the operating point (thresholded
-# metrics, relabeling by score) are flagged as such in the chapters.
+# recognises objects: with all labels it clears the 65 mAP target and the context prior by
+# more than 25 points; with a tenth of the labels it stays far above the prior and keeps about
+# four fifths of its mAP — at the edge of the 80 % target, where Durand et al.'s network on
+# COCO keeps nine tenths; and pure label noise destroys it. Two differences from COCO with
+# ResNet-101 remain. Its mAP is lower (the papers report 75-80), and with a tenth of the
+# labels it recalls far fewer test positives at logit 0 than the papers' models, which
+# over-predict with partial labels: its scores lean towards "absent". Conclusions that depend
+# on the operating point (thresholded metrics, relabeling by score) are flagged as such in
+# the chapters.
 
 # %% [markdown]
 # Our observations in this chapter, as measured in this run:

@@ -140,8 +140,8 @@ PROPORTIONS, CLEAN, G_VALUES, GAMMAS = (
     floats(P[k], k) for k in ("proportions", "noisy_clean", "g_values", "gammas"))
 SEEDS = range(P["n_seeds"])
 chapter_start = time.perf_counter()
-# measured claims fail the build at the quick scale with its preset parameters; elsewhere
-# they are reported
+# measured claims fail the build at the quick scale with its preset parameters;
+# elsewhere they are reported
 claims = Claims(strict=claims_checked("ch02_durand", scale, P))
 images = build_data(DataConfig(dataset=P["dataset"], root=P["data_root"],
                                image_size=P["image_size"], n_train=P["n_train"],
@@ -539,7 +539,7 @@ claims.ours("at the same learning rate, the gain grows as labels get fewer",
 if 0.2 in PROPORTIONS and 0.8 in CLEAN:
     e = paired(mAP(("noisy", 0.8)), mAP(("partial-bce", 0.2)))
     claims.ours("with the partial-BCE, 20 % partial labels beat 80 % clean noisy "
-                "labels", e.detected(+1), expect=False, measured=e)
+                "labels", e.detected(+1), measured=e)
 markdown_table(["known labels",
                 "gain of the partial-BCE at the same learning rate (paired Δ ± sd)"],
                [[f"{q:.0%}", str(e)] for q, e in same_lr.items()])
@@ -601,6 +601,11 @@ markdown_table(["known labels", "BCE lr factor", "partial-BCE lr factor", "BCE, 
                caption=f"Partial-BCE against the BCE with learning rates tuned on a "
                        f"validation split ({P['dataset']}, {P['image_size']} px, test "
                        f"mAP %, {len(SEEDS)} seeds, paired Δ ± sd)")
+# a factor chosen at the top of the grid might have gained from a wider one
+at_edge = [f"{'BCE' if loss == 'bce' else 'partial-BCE'} at {q:.0%}"
+           for (loss, q), f in tuned_factor.items() if f == max(LR_FACTORS)]
+print(f"learning-rate factors tried: {', '.join(f'{f:g}' for f in LR_FACTORS)}; "
+      f"chosen at the largest: {', '.join(at_edge) or 'none'}")
 
 # %% [markdown]
 # The paper's claim, with its control: the partial-BCE against a BCE whose learning rate was
@@ -609,16 +614,17 @@ markdown_table(["known labels", "BCE lr factor", "partial-BCE lr factor", "BCE, 
 # %%
 for q, e in net.items():
     claims.paper(f"the partial-BCE beats the BCE at {q:.0%} (both learning rates "
-                 "tuned)", e.detected(+1), expect=q == low, measured=e,
+                 "tuned)", e.detected(+1), expect=False, measured=e,
                  paper="+3.16 at 10 % (COCO, Table 4; BCE not re-tuned)")
 
 # %% [markdown]
-# With both learning rates tuned, most of the partial-BCE's gain is gone: at 10 % a small
-# gain barely exceeds its seed spread, at 50 % none is left (the table above). On this
-# benchmark, with a frozen backbone and SGD, the partial-BCE is mostly what the derivation
-# says: a per-image learning rate. The BCE picks the largest factor tried at every proportion,
-# so a wider grid could only help the BCE. The paper compared the two losses at one learning
-# rate; whether its 3-point gain on COCO survives a tuned BCE is a question for the full scale.
+# With both learning rates tuned, the partial-BCE's gain is gone: at neither proportion does
+# it beat the tuned BCE by more than the seed spread (the table above; at 10 % the BCE is
+# ahead). On this benchmark, with a frozen backbone and SGD, the partial-BCE is what the
+# derivation says: a per-image learning rate. The grid of factors is wide enough to bracket
+# most choices (the line under the table names any chosen at its top). The paper compared the
+# two losses at one learning rate; whether its 3-point gain on COCO survives a tuned BCE is a
+# question for the full scale.
 
 # %% [markdown]
 # ### The normalisation value $g(0.1)$ (Fig. 5) and the shape $\gamma$ (Fig. 6)
@@ -999,7 +1005,7 @@ claims.table("ours", caption=f"Durand et al. 2019, our observations: {P['dataset
 # * The partial-BCE rescales each image's loss by $g(\py)$; under SGD that is a per-image
 #   learning rate. At one learning rate it beats the BCE at every proportion, more with fewer
 #   labels, and $g(0.1)$ and $\gamma$ behave as in the paper; against a BCE whose learning rate
-#   is tuned as carefully, little or nothing of the gain is left on this benchmark.
+#   is tuned as carefully, none of the gain is left on this benchmark.
 # * The label GNN gives a small gain, larger than its seed spread.
 # * Which labels to buy: kept among the unlabelled images, dense labels equal partial ones by
 #   construction; trained on the labelled subset, they lose to partial labels with the same

@@ -114,15 +114,16 @@ import torch
 from IPython.display import display
 
 from mlrobust import labels, losses, metrics
-from mlrobust.config import (DataConfig, ExperimentConfig, LossConfig, ModelConfig,
-                             TrainConfig)
+from mlrobust.config import (DataConfig, ExperimentConfig, LossConfig,
+                             ModelConfig, TrainConfig)
 from mlrobust.data import DataSplits, Subset, extract_features, hold_out
 from mlrobust.engine import resolve_device
 from mlrobust.experiments import build_data, frozen_backbone, run_experiment
 from mlrobust.seeding import derive_seed
-from mlrobust.methods.pene import (GoldCorrectedMethod, corrected_probabilities,
-                                   estimate_corruption, galc_slr_corruption,
-                                   gold_correction, pene_split)
+from mlrobust.methods.pene import (GoldCorrectedMethod,
+                                   corrected_probabilities, estimate_corruption,
+                                   galc_slr_corruption, gold_correction,
+                                   pene_split)
 from mlrobust.claims import Claims, paired
 from mlrobust.notebook import (claims_checked, floats, fmt_mean_std, ints,
                                markdown_table, mean_std, resolve_parameters,
@@ -132,7 +133,8 @@ P = resolve_parameters("ch03_pene", scale, dict(
     dataset=dataset, data_root=data_root, device=device, backbone=backbone,
     weights=weights, image_size=image_size, n_train=n_train, n_test=n_test,
     n_val=n_val, frozen=frozen, epochs=epochs, batch_size=batch_size, lr=lr,
-    schedule=schedule, n_seeds=n_seeds, noise_levels=noise_levels, ablation_noise=ablation_noise,
+    schedule=schedule, n_seeds=n_seeds, noise_levels=noise_levels,
+    ablation_noise=ablation_noise,
     gold_fraction=gold_fraction, small_gold_fraction=small_gold_fraction,
     single_caps=single_caps, memo_n_train=memo_n_train, memo_n_test=memo_n_test,
     memo_epochs=memo_epochs, output_dir=output_dir))
@@ -142,8 +144,8 @@ ETA = float(P["ablation_noise"])
 SEEDS = range(P["n_seeds"])
 FULL = scale == "full"
 chapter_start = time.perf_counter()
-# measured claims fail the build at the quick scale with its preset parameters; elsewhere
-# they are reported
+# measured claims fail the build at the quick scale with its preset parameters;
+# elsewhere they are reported
 claims = Claims(strict=claims_checked("ch03_pene", scale, P))
 images = build_data(DataConfig(dataset=P["dataset"], root=P["data_root"],
                                image_size=P["image_size"], n_train=P["n_train"],
@@ -300,8 +302,9 @@ print(f"with eta = {ETA}: {100 * moved['wrong_share']:.1f} % of the silver label
 # batches with the silver labels hidden — the gold labels only.
 
 # %%
-def config(name: str, seed: int, *, finetune: bool = False, epochs: int | None = None,
-           eval_every: int = 0, schedule: str | None = None) -> ExperimentConfig:
+def config(name: str, seed: int, *, finetune: bool = False,
+           epochs: int | None = None, eval_every: int = 0,
+           schedule: str | None = None) -> ExperimentConfig:
     on_features = P["frozen"] and not finetune
     cfg = ExperimentConfig(name=f"{name}-seed{seed}", output_dir=P["output_dir"])
     cfg.data = DataConfig(dataset=P["dataset"], root=P["data_root"],
@@ -320,8 +323,9 @@ def config(name: str, seed: int, *, finetune: bool = False, epochs: int | None =
 
 def trained(cfg: ExperimentConfig, dataset, test_set, *, best_cuts: bool = True,
             **kwargs):
-    """A run on ``dataset``, evaluated on ``test_set``; with ``best_cuts`` (and the chapter's
-    test set) also CF1* and OF1*, at per-class thresholds chosen on the validation split."""
+    """A run on ``dataset``, evaluated on ``test_set``; with ``best_cuts`` (and the
+    chapter's test set) also CF1* and OF1*, at per-class thresholds chosen on the
+    validation split."""
     splits = DataSplits(train=dataset, test=test_set, val=kwargs.pop("val", None))
     run = run_experiment(cfg, data=splits, train_labels=dataset.labels, write=FULL,
                          resume=FULL, **kwargs)
