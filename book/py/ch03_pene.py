@@ -480,13 +480,14 @@ markdown_table([f"at η = {ETA:.0%} ({P['n_seeds']} seeds)", "mAP", "CF1", "OF1"
 # gold images alone — its results coincide with the control that hides the silver labels —
 # which is why its mAP does not move with the noise rate: the noisy labels never reach it. The
 # cause is structural, not the silver classifier's calibration. Algorithm 1 ends with a
-# sigmoid (line 38) applied to averages of probabilities, which are $\ge 0$, so **every**
-# entry of $\Chat$ is at least $\sig(0) = 1/2$. The corrected probability of a silver label
+# sigmoid (line 38) applied to averages that are almost always $\ge 0$, so nearly every
+# entry of $\Chat$ is at least about $\sig(0) = 1/2$. The corrected probability of a silver label
 # $j$ is $q_j = \sum_i \Chat_{ij}\, \sig(g_i(x))$, and every silver image has at least two
 # labels (single-label images form the pool $G_S$), so as soon as $g$ predicts them,
 # $q_j \ge \tfrac12 \sum_i \sig(g_i(x)) \ge 1$: the probability leaves $[0, 1]$, the two-sided
-# clamp of the ASL on probabilities sets it to $1 - \epsilon$, and its gradient is zero. That
-# happens for **any** silver classifier — even a perfect one — as the next cell measures,
+# clamp of the ASL on probabilities sets it to $1 - \epsilon$, and its gradient is zero. For
+# **any** silver classifier most silver entries reach the clamp — even for a perfect one — as
+# the next cell measures,
 # with a perfect $g$, for $\Chat$ from the chapter's ASL-trained $f$, from an $f$ trained with
 # the BCE, from an oracle $f$ that outputs the true labels, and for the true $C$.
 
@@ -804,9 +805,9 @@ claims.table("ours", caption=f"Pene et al. 2021, our observations: {P['dataset']
 # * Forward correction trains through the corruption matrix; with the true matrix the silver
 #   images add mAP over the gold images alone, though here not beyond ASL on all images.
 # * GALC-SLR's regulators make $\Chat$ structurally closer to the truth than GLC's, but
-#   Algorithm 1's final sigmoid makes every entry at least one half, so the corrected
-#   probabilities of the silver labels reach the clamp — for any silver classifier, even a
-#   perfect one. The noisy labels then carry no gradient, and GALC-SLR trains on its gold set
+#   Algorithm 1's final sigmoid makes nearly every entry at least about one half, so most
+#   corrected probabilities of the silver labels reach the clamp — for any silver
+#   classifier, even a perfect one. The noisy labels then carry no gradient, and GALC-SLR trains on its gold set
 #   alone: that explains its flat noise curve, its resistance to memorisation and its
 #   indifference to the single-label pool. Readings that keep the gradient (the ASL authors'
 #   clamp, a normalised $\Chat$) do worse than the gold set alone; the paper's 0 % row

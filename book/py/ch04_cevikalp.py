@@ -655,8 +655,10 @@ claims.ours(
 );
 
 # %% [markdown]
-# The culprit is the **bounded per-label term**: once a positive's score falls below $s$ it
-# receives no gradient at all, from either a wrong label or a hard right one. Rare classes
+# The culprit is the **per-label $\kappa$ term**: without it RML matches WARP's mAP. Its hard
+# ramp is one cause — once a positive's score falls below $s$ it receives no gradient at all,
+# from either a wrong label or a hard right one — but an unbounded hinge in its place does not
+# recover the mAP either, while the released code's soft ramp does. Rare classes
 # whose positives start below the ramp are given up, which a per-image top-3 metric hardly
 # notices and a per-class mAP does. The released code's slope of 0.1 keeps a pull on them —
 # an implementation detail that changes the paper's conclusion on mAP.
@@ -1103,8 +1105,8 @@ claims.table(
 #   Eq. 7-8, zero for any pair or label past the ramp.
 # * WARP's sampled rank is a coarse, noisy estimate, tamed by the logarithmic weight.
 # * Under heavily corrupted labels RML keeps a higher top-3 F1 than WARP, as the paper
-#   reports; its mAP falls far below WARP's, because the hard ramp gives up on hard
-#   positives — the released code's soft ramp avoids that.
+#   reports; its mAP falls far below WARP's, through the per-label $\kappa$ term (its hard
+#   ramp gives up on hard positives) — the released code's soft ramp avoids that.
 # * Label propagation does not help here: about half its pseudo-labels are wrong, and the heat
 #   kernel hardly tells foreign images apart in this feature space.
 #

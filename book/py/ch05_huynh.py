@@ -638,8 +638,8 @@ if E2E:
 
 # %% [markdown]
 # **Table 1 does not reproduce at the quick scale.** IMCL does not beat the Logistic model
-# it starts from: its paired change is negative on average and within the spread of the
-# seeds, and the right panel shows it falling below Logistic in the middle groups. Nor does
+# it starts from: its paired change is negative, by more than the spread of the seeds,
+# and the right panel shows it falling below Logistic in the middle groups. Nor does
 # it beat Curriculum Labeling beyond the spread, although score-threshold relabeling does
 # lose against Logistic here: as in {ref}`chapter 2 <ch02>`, a model trained on few labels
 # calls few labels present, so the labels it adds with confidence are nearly all negatives,
@@ -1252,8 +1252,8 @@ if ATTR is not None:
                     f"{hardest:.0%} missing", some_side.detected(), measured=some_side);
 
 # %% [markdown]
-# On attributes IMCL does not beat the Logistic model either: it is on a par with it when
-# half the attributes are hidden and loses when most are, the opposite of the paper's
+# On attributes IMCL does not beat the Logistic model either: it is slightly below it when
+# half the attributes are hidden and loses more when most are, the opposite of the paper's
 # Fig. 3, where the gain grows with the share of missing attributes. Side information does
 # part of what the paper says: preferring images of the same class as neighbours reduces
 # the loss (the class fixes the object's texture and, roughly, its colour), and the stronger
@@ -1280,9 +1280,9 @@ claims.table("ours",
 # features (76.72 vs 75.85), +2.22 end to end (78.07), and +0.40 over Curriculum Labeling
 # with fixed features (76.72 vs 76.32); here, with fixed features, the first two rows of the
 # table are negative or within the spread. The learned graph's +0.27 over a fixed one
-# (group 5, Table 4) and Table 2's +0.32 for $\lambda_y = 1$ over 0 do not reproduce beyond a
-# borderline difference of a fraction of a point; Table
-# 2's robustness to $k$ does. On attributes the paper's "about two points" at 90 % missing
+# (group 5, Table 4) does not reproduce beyond the spread, and Table 2's +0.32 for
+# $\lambda_y = 1$ over 0 is reversed: $\lambda_y = 1$ loses about two points. Table 2's
+# robustness to $k$ does reproduce. On attributes the paper's "about two points" at 90 % missing
 # become a loss here, and only side information behaves as reported.
 #
 # ## Paper and code

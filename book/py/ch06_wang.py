@@ -218,7 +218,7 @@ show_source(SaliencyPooling)
 # ```
 #
 # On a 4 × 4 map with $k = 5$ the top cells get $(1/16 + 0.1)/(1/16) = 2.6$ times the gradient
-# of the others; on the paper's 14 × 14 map, 40 times. We check the formula against autograd in
+# of the others; on the paper's 14 × 14 map, $1 + 0.5 \cdot 196/5 \approx 21$ times. We check the formula against autograd in
 # float64, and run `gradcheck` through the pooling and BN-BCE.
 
 # %% tags=["nbval-check-output"]
@@ -602,11 +602,12 @@ print(
 # SR beats BN-BCE at every proportion by more than the seed spread, as the paper reports, by
 # a much smaller margin than on COCO, and its gain shrinks as more labels are known (printed
 # above). CR does not reproduce: on top of BN-BCE it never raises the mAP beyond the seed
-# spread and lowers it beyond the spread at some proportions, and on top of SR it adds a small gain at the lowest
-# proportion, at the edge of the spread and below the paper's, and costs mAP above it. What
-# does reproduce is the *ranking* of the two ways to pseudo-label: the saliency-lifted
-# probability gives better pseudo-labels than the plain one, as the paper argues — it is
-# the comparison with SR alone that fails. The sections below look for the cause.
+# spread and lowers it beyond the spread at some proportions, and on top of SR it adds a
+# small gain at the lowest proportion, at the edge of the spread and below the paper's, and
+# costs mAP above it. What does reproduce is the *ranking* of the two ways to pseudo-label:
+# the saliency-lifted probability lets more of the hidden positives through (at a lower
+# precision) and trains a better model than the plain one, as the paper argues — it is the
+# comparison with SR alone that fails. The sections below look for the cause.
 
 # %% [markdown]
 # ### What SR does to the predicted probabilities (Fig. 5)
@@ -1102,8 +1103,9 @@ claims.table(
 #   gives: its top cells do not fall on the objects more often, and it does not recall more
 #   positives at 0.5.
 # * CR does not help here beyond a small gain with SR at the lowest proportion; with oracle
-#   labels on the same entries it would. Its pseudo-labels, from a model that misses most positives at 10 % known labels,
-#   are what fails — the saliency term makes them better, not good enough.
+#   labels on the same entries it would. Its pseudo-labels, from a model that misses most
+#   positives at 10 % known labels, are what fails — the saliency term recovers more of the
+#   hidden positives, at a lower precision, not enough.
 # * BN-BCE's two normalisations are not equivalent: the per-image form of Eq. 9 is worse than
 #   the text's per-batch form.
 #
