@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from pathlib import Path
 
 import pytest
@@ -38,6 +39,9 @@ def _runs(changes: list[dict[str, object]]) -> list[dict[str, object]]:
 
 
 CASES = [(chapter, run) for chapter, changes in EXERCISES.items() for run in _runs(changes)]
+
+#: seconds a cell may take: the longest takes about 13 s at the smoke scale on 2 slow cores
+CELL_LIMIT = 120
 
 #: quick values an exercise's change is relative to, where the smoke scale's would make it
 #: meaningless (9 epochs of Logistic leave IMCL one of the quick scale's 10, none of smoke's 2)
@@ -73,10 +77,22 @@ def test_an_exercise_parameter_change_runs(chapter: str, change: dict[str, objec
     import jupytext
     import papermill as pm
 
-    work = tmp_path / f"{chapter}.ipynb"
-    jupytext.write(jupytext.read(ROOT / "book" / "py" / f"{chapter}.py"), work)
+    source = jupytext.read(ROOT / "book" / "py" / f"{chapter}.py")
     os.environ.setdefault("MLROBUST_PROGRESS", "0")
-    pm.execute_notebook(str(work), str(work), kernel_name="mlrobust", cwd=str(ROOT / "book"), progress_bar=False,
-                        parameters={"scale": "smoke", "output_dir": str(tmp_path / "runs"),
-                                    **CONTEXT.get(chapter, {}), **change},
-                        execution_timeout=900)  # a cell takes seconds at this scale: a hang fails
+    for attempt in range(2):
+        work = tmp_path / f"{chapter}-{attempt}.ipynb"
+        jupytext.write(source, work)
+        try:
+            pm.execute_notebook(str(work), str(work), kernel_name="mlrobust", cwd=str(ROOT / "book"),
+                                progress_bar=False, execution_timeout=CELL_LIMIT,
+                                parameters={"scale": "smoke", "output_dir": str(tmp_path / f"runs-{attempt}"),
+                                            **CONTEXT.get(chapter, {}), **change})
+            return
+        except TimeoutError:
+            if attempt:
+                raise
+            # An idle kernel whose reply never arrives (seen once with ipykernel 7.4 in a cell that
+            # runs in a second everywhere else) is the messaging's fault, not the chapter's: a
+            # second kernel gets one more try; a chapter that truly hangs fails it too.
+            warnings.warn(f"{chapter} {change}: a cell ran past {CELL_LIMIT} s; retrying in a new kernel",
+                          stacklevel=1)
