@@ -75,8 +75,8 @@ class BenchResult:
 
 @dataclass(frozen=True)
 class BenchSettings:
-    """The knobs every model measurement shares. ``amp`` and ``channels_last`` apply on CUDA
-    only (bf16 autocast, NHWC tensors), as in training."""
+    """The knobs every model measurement shares, as in training: ``amp`` (bf16 autocast)
+    applies on CUDA only, ``channels_last`` (NHWC tensors) on every device."""
 
     backbone: str = "cnn_s"
     image_size: int = 32
@@ -105,7 +105,7 @@ class BenchSettings:
 
     @property
     def use_channels_last(self) -> bool:
-        return self.channels_last and self.dev.type == "cuda"
+        return self.channels_last
 
     def row(self, what: str, seconds: float, *, batch_size: int | None = None, backbone: str | None = None,
             ratio: float | None = None) -> BenchResult:
@@ -309,8 +309,7 @@ def bench_loading(dataset: str = "shapescenes", batch_size: int = 64, num_worker
     order = order.repeat(-(-n // len(order)))[:n]  # a small dataset is read more than once
     index = split_batches(order, batch_size, drop_last=False)
     params = epoch_augmentation([len(b) for b in index], augment, 0, 0, dev)
-    cl = channels_last and dev.type == "cuda"
-    pre = Preprocess(dev, channels_last=cl)
+    pre = Preprocess(dev, channels_last=channels_last)
     loader = BatchLoader(ds, dev, num_workers)
     batches_and_params = zip(loader(index), params)
 
@@ -320,7 +319,7 @@ def bench_loading(dataset: str = "shapescenes", batch_size: int = 64, num_worker
 
     seconds = time_step(step, dev, batches, warmup)
     return BenchResult(f"load {dataset}, augment {augment}, {num_workers} workers", "-", image_size,
-                       batch_size, str(dev), False, cl, batch_size / seconds, seconds * 1000)
+                       batch_size, str(dev), False, channels_last, batch_size / seconds, seconds * 1000)
 
 
 def bench_render(image_size: int = 32, batch_size: int = 256, device: str = "auto", batches: int = 5,

@@ -41,7 +41,7 @@ def test_train_and_inference_rows() -> None:
     infer = bench_inference(**TINY)
     for row in (train, infer):
         _check_row(row)
-        assert row.backbone == "cnn_s" and not row.amp and not row.channels_last  # CPU: both off
+        assert row.backbone == "cnn_s" and not row.amp and row.channels_last  # CPU: bf16 off, NHWC on
         assert row.ratio_to_bce is None
     assert train.what == "train step (asl)"
 

@@ -414,6 +414,12 @@ def test_fixed_and_no_label_graph(feature_splits, variant):
         assert torch.equal(method.graph.dense().cpu(), torch.eye(24))
 
 
+def test_a_run_left_no_imcl_epoch_is_refused(feature_splits):
+    """logistic_epochs >= epochs would train the Logistic model and report it as IMCL."""
+    with pytest.raises(ValueError, match="logistic_epochs = 2 leaves none of the run's 2 epochs"):
+        run_experiment(imcl_config(logistic_epochs=2), data=feature_splits, write=False)
+
+
 def test_without_smoothness_it_is_the_logistic_baseline(feature_splits):
     """λ_y = λ_f = 0: Eq. 1 is the BCE (§4.2's Logistic); the run equals the supervised one."""
     imcl = run_experiment(imcl_config(lambda_y=0.0, lambda_f=0.0), data=feature_splits, write=False)

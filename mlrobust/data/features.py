@@ -93,18 +93,23 @@ FEATURE_VIEW_STREAM = 0xFEA7
 
 @torch.no_grad()
 def extract_features(backbone: nn.Module, dataset: Any, device: torch.device | str = "cpu",
-                     batch_size: int = 256, views: dict[str, int] | None = None, seed: int = 0) -> FeatureMaps:
+                     batch_size: int = 256, views: dict[str, int] | None = None, seed: int = 0,
+                     channels_last: bool = True) -> FeatureMaps:
     """Run ``backbone`` (eval mode) over a dataset of images and keep its feature maps
     (float32, on the CPU), with the dataset's labels and classes.
 
     ``views`` (policy -> number of copies) also keeps the maps of that many augmented copies
     of every image per augmentation policy, each copy drawn from the stream
     (``seed``, policy, copy), so the same call gives the same maps on any device.
+    ``channels_last`` runs the backbone on NHWC tensors, as the trainer does (it converts
+    ``backbone``'s weights in place); the maps are stored NCHW either way.
     """
     check_dataset(dataset)
     device = torch.device(device)
     backbone = backbone.to(device).eval()
-    preprocess = Preprocess(device)
+    if channels_last:
+        backbone = backbone.to(memory_format=torch.channels_last)
+    preprocess = Preprocess(device, channels_last=channels_last)
     draws = dict(views or {})
     for policy, copies in draws.items():
         if isinstance(copies, bool) or not isinstance(copies, int) or copies < 1:
@@ -121,5 +126,6 @@ def extract_features(backbone: nn.Module, dataset: Any, device: torch.device | s
             for (policy, c), p in params.items():
                 view = preprocess(images, p.slice(start, start + len(index)).to(device))
                 banks[policy][c].append(backbone(view).float().cpu())
-    stored = {policy: torch.stack([torch.cat(copy) for copy in copies]) for policy, copies in banks.items()}
-    return FeatureMaps(torch.cat(out), dataset.labels, dataset.classes, source=dataset, views=stored)
+    stored = {policy: torch.stack([torch.cat(copy) for copy in copies]).contiguous()
+              for policy, copies in banks.items()}
+    return FeatureMaps(torch.cat(out).contiguous(), dataset.labels, dataset.classes, source=dataset, views=stored)

@@ -37,7 +37,7 @@ class TrainConfig(Options):
     seed: int = 0  # model initialisation, data order, augmentation, dropout (each its own stream)
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:1", ...
     amp: bool = True  # bf16 autocast on CUDA (ignored on the CPU)
-    channels_last: bool = True  # on CUDA only
+    channels_last: bool = True  # NHWC images and conv weights (CUDA and CPU)
     compile: bool = False
     grad_clip: float | None = None  # clip the gradient norm to this value (> 0); None: no clipping
     eval_every: int = 0  # evaluate on the validation set every n epochs (0: never)

@@ -119,8 +119,11 @@ class Trainer:
         self.module = model.to(self.device)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick kernels
-            if config.channels_last:
-                self.module = self.module.to(memory_format=torch.channels_last)
+        self.features_only = train_set.kind == "features"
+        if config.channels_last and not self.features_only:
+            # NHWC convolutions are faster on CUDA and on oneDNN CPUs alike (a head on stored
+            # NCHW feature maps is not: it stays as it is)
+            self.module = self.module.to(memory_format=torch.channels_last)
         wrapped: nn.Module = self.module
         if self.dist.distributed:  # gradients averaged over the ranks
             wrapped = nn.parallel.DistributedDataParallel(
@@ -133,7 +136,6 @@ class Trainer:
         self._train_labels = self._checked_labels(train_labels)
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.loader = BatchLoader(train_set, self.device, num_workers)
-        self.features_only = train_set.kind == "features"
         # precomputed feature maps go to the head as they are: no normalisation, no augmentation,
         # except that a dataset storing augmented copies for the policy serves one of them
         self.feature_views = getattr(train_set, "view_draws", {}) if self.features_only else {}
@@ -141,7 +143,7 @@ class Trainer:
         self.augment = "none" if self.features_only else augment
         self.preprocess: Callable[..., Tensor] = (
             (lambda x, augment=None: x) if self.features_only else
-            Preprocess(self.device, channels_last=self.device.type == "cuda" and config.channels_last))
+            Preprocess(self.device, channels_last=config.channels_last))
         shard = -(-len(train_set) // self.dist.world_size)  # images per rank and epoch
         self.steps_per_epoch = len(split_batches(torch.arange(shard), config.batch_size, drop_last=True))
         self.optimizer = build_optimizer(self.module, config)

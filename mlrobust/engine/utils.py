@@ -40,8 +40,7 @@ def _git_revision() -> str | None:
 
 def environment_report(device: torch.device | None = None) -> dict[str, Any]:
     """Versions, hardware and code revision, written to ``env.json`` beside every run."""
-    import timm
-    import torchvision
+    from importlib.metadata import version  # not the packages: importing timm takes seconds
 
     from .._version import __version__
 
@@ -51,8 +50,8 @@ def environment_report(device: torch.device | None = None) -> dict[str, Any]:
         "mlrobust": __version__,
         "git_revision": _git_revision(),
         "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "timm": timm.__version__,
+        "torchvision": version("torchvision"),
+        "timm": version("timm"),
         "numpy": np.__version__,
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),

@@ -379,6 +379,10 @@ class IMCLMonitor(Hook):
         side = self.method.side
         if side is not None and len(side) != len(trainer.train_set):
             raise ValueError(f"side has {len(side)} rows but the training set has {len(trainer.train_set)} images")
+        epochs = trainer.config.epochs
+        if self.method.logistic_epochs >= epochs:  # the run would be the Logistic model, under IMCL's name
+            raise ValueError(f"logistic_epochs = {self.method.logistic_epochs} leaves none of the run's {epochs} "
+                             "epochs to IMCL: give it fewer BCE-only epochs or the run more epochs")
 
     def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
         self._sums = None

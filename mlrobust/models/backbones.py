@@ -16,7 +16,6 @@ import math
 from collections.abc import Callable
 from pathlib import Path
 
-import timm
 import torch
 from torch import Tensor, nn
 
@@ -74,6 +73,8 @@ class TimmBackbone(nn.Module):
     so every head sees the same layout."""
 
     def __init__(self, name: str, in_chans: int = 3, **kwargs: object) -> None:
+        import timm
+
         super().__init__()
         self.name = name
         self.model = timm.create_model(name, pretrained=False, num_classes=0, global_pool="",
@@ -97,6 +98,16 @@ class TimmBackbone(nn.Module):
                          "expected (B, D, h, w), (B, h, w, D) or (B, N, D)")
 
 
+def _timm_backbone(name: str, in_chans: int, **kwargs: object) -> TimmBackbone:
+    import timm  # imported on first use: it takes seconds, and the quick scale never needs it
+
+    if not timm.is_model(name):
+        close = timm.list_models(f"*{name}*")[:8]
+        hint = f"; timm models with a similar name: {close}" if close else ""
+        raise ValueError(f"unknown backbone {name!r}: not one of {sorted(BACKBONES)} nor a timm model{hint}")
+    return TimmBackbone(name, in_chans=in_chans, **kwargs)
+
+
 def create_backbone(name: str, *, weights: str | Path | None = None, in_chans: int = 3,
                     **kwargs: object) -> nn.Module:
     """Build a backbone by name: one of :data:`BACKBONES` or any timm model name.
@@ -106,12 +117,8 @@ def create_backbone(name: str, *, weights: str | Path | None = None, in_chans: i
     """
     if name in BACKBONES:
         model = BACKBONES[name](in_chans=in_chans, **kwargs)
-    elif timm.is_model(name):
-        model = TimmBackbone(name, in_chans=in_chans, **kwargs)
     else:
-        close = timm.list_models(f"*{name}*")[:8]
-        hint = f"; timm models with a similar name: {close}" if close else ""
-        raise ValueError(f"unknown backbone {name!r}: not one of {sorted(BACKBONES)} nor a timm model{hint}")
+        model = _timm_backbone(name, in_chans, **kwargs)
     if weights is not None:
         load_backbone_weights(model, weights)
     return model
