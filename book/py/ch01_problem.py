@@ -711,7 +711,7 @@ claims.ours("with all labels the mean mAP reaches 65", full_mean >= 65,
 share_verdict = Verdict(share >= 0.8, share - 0.8,
                         mean_std(results["partial, ignored"])[1] / full_mean)
 claims.ours(f"with {few} (tuned learning rate) the mAP keeps at least 80 % of the "
-            "all-labels mAP", share_verdict, expect=False, measured=f"{share:.1%}")
+            "all-labels mAP", share_verdict, measured=f"{share:.1%}")
 claims.ours(f"with {few} the model recalls fewer test positives at logit 0 than the "
             "papers' models (below 50 %)", recall_partial < 50,
             measured=f"{recall_partial:.0f} %")

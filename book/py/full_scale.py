@@ -155,7 +155,8 @@ markdown_table(["chapter", *DATA.values(), "datasets"], data,
 # only; the README says how to fetch them on a connected machine. At the full scale a claim
 # that does not hold is reported in the chapter's claims table instead of stopping the run.
 #
-# The GPU path: bf16 autocast and channels_last (`train.amp`, `train.channels_last`),
+# The GPU path: bf16 autocast (`train.amp`) and channels_last (`train.channels_last`, on by
+# default on the CPU too, where oneDNN's NHWC convolutions are faster as well),
 # optional `torch.compile` (`train.compile`), DataLoader workers with pinned memory and
 # persistent workers for datasets on disk (`data.num_workers`), and augmentation on the
 # device in whole batches with per-sample randomness (`data.augment`: `flip`, `weak`,
