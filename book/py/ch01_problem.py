@@ -98,7 +98,8 @@ from IPython.display import display
 from mlrobust import labels, losses, metrics
 from mlrobust.config import DataConfig, ExperimentConfig, ModelConfig, TrainConfig
 from mlrobust.data import (CLASSES, COMPANIONS, CONTEXTS, DISTRACTOR_CLASSES,
-                           ShapeScenes, context_only_logits, scene_class_radius)
+                           DataSplits, ShapeScenes, context_only_logits,
+                           extract_features, scene_class_radius)
 from mlrobust.experiments import build_data, run_experiment, tune_lr
 from mlrobust.seeding import derive_seed
 from mlrobust.claims import Claims, Verdict, paired
@@ -753,6 +754,65 @@ if hasattr(test, "scenes"):
                 measured=" / ".join(f"{m:.1f}" for m in map_by_size))
 
 # %% [markdown]
+# **Where the operating point comes from.** The target the quick scale misses is the recall
+# at logit 0 with a tenth of the labels. Is the representation the limit, or the number of
+# labels? An oracle separates the two: freeze the backbone of the all-labels network (seed 0),
+# which has been trained on every training label, and train only a linear head on its
+# features, once with all labels and once with the tenth, each at a learning rate tuned on the
+# validation split as above. The representation is then as good as this network's training
+# makes it (better than fair: it has seen the labels the head is denied); what remains is
+# what a classifier does with few labels.
+
+# %%
+if scale != "full":  # at full scale the stored feature maps would not fit in memory
+    oracle = kept["all labels"]
+    oracle_features = DataSplits(
+        train=extract_features(oracle.module.backbone, splits.train, oracle.device),
+        test=extract_features(oracle.module.backbone, test, oracle.device))
+
+    def on_oracle_features(setting: str) -> ExperimentConfig:
+        """A linear head for ``setting`` (seed 0) on the oracle features."""
+        cfg = experiment(setting, 0)
+        cfg.name, cfg.data.augment = f"oracle_features-{cfg.name}", "none"
+        cfg.model, cfg.train.lr = ModelConfig(backbone="features"), P["lr"]
+        if len(LR_FACTORS) > 1:
+            cfg.train.lr = tune_lr(cfg, LR_FACTORS, oracle_features, n_val=P["n_val"],
+                                   seed=derive_seed(0, 4)).lr
+        return cfg
+
+    oracle_recall = {}
+    for setting in ("all labels", "partial, ignored"):
+        head = run_experiment(on_oracle_features(setting), data=oracle_features,
+                              write=False)
+        predicted = head.trainer.predict(oracle_features.test)
+        oracle_recall[setting] = metrics.evaluate(predicted, test.labels)["OR"]
+    display(markdown_table(
+        ["model (seed 0)", "all labels", few],
+        [["fine-tuned end to end (the table above)", f"{recall_all:.0f} %",
+          f"{recall_partial:.0f} %"],
+         ["linear head on the oracle representation",
+          f"{oracle_recall['all labels']:.0f} %",
+          f"{oracle_recall['partial, ignored']:.0f} %"]],
+        caption=f"Test positives recalled at logit 0: {P['dataset']}, "
+                f"{P['image_size']} px, seed 0, learning rates tuned on the validation "
+                "split; the papers' models: 72 % and 80 % (Durand et al., COCO)"))
+    claims.ours(f"even on the oracle representation, a head trained with {few} recalls "
+                "fewer than half of the test positives at logit 0",
+                oracle_recall["partial, ignored"] < 50,
+                measured=f"{oracle_recall['partial, ignored']:.0f} % (all labels: "
+                         f"{oracle_recall['all labels']:.0f} %)")
+else:
+    print("oracle representation: run at the quick scale only")
+
+# %% [markdown]
+# With every label the head on the oracle features calls about as many test positives
+# present as the fine-tuned network; with a tenth of them it still calls fewer than half. A
+# better backbone alone would not close the gap: a classifier that sees a tenth of the
+# positives of each class scores most positives below one half. What makes the papers'
+# models over-predict is not measured here; one candidate is that they fine-tune a far larger
+# network for many more epochs, long enough to memorise the few known positives.
+
+# %% [markdown]
 # **The regime, plainly.** Starting from the shipped backbone, the quick-scale network
 # recognises objects: with all labels it clears the 65 mAP target and the context prior by
 # more than 25 points; with a tenth of the labels it stays far above the prior and keeps about
@@ -760,9 +820,10 @@ if hasattr(test, "scenes"):
 # COCO keeps nine tenths; and pure label noise destroys it. Two differences from COCO with
 # ResNet-101 remain. Its mAP is lower (the papers report 75-80), and with a tenth of the
 # labels it recalls far fewer test positives at logit 0 than the papers' models, which
-# over-predict with partial labels: its scores lean towards "absent". Conclusions that depend
-# on the operating point (thresholded metrics, relabeling by score) are flagged as such in
-# the chapters.
+# over-predict with partial labels: its scores lean towards "absent", and the oracle above
+# says a better backbone would not lift it into their range. Conclusions that depend on the
+# operating point (thresholded metrics, relabeling by score) are flagged as such in the
+# chapters.
 
 # %% [markdown]
 # Our observations in this chapter, as measured in this run:
