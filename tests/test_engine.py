@@ -494,3 +494,21 @@ def test_grad_clip_watches_the_norm_before_clipping(tiny_data) -> None:
     watched = [float(w[2]) for w in trainer._watch]
     assert all(s <= 1e-3 * (1 + 1e-4) for s in seen)  # clipped before the optimiser step
     assert all(w > 1e-3 for w in watched)  # the guard saw the norm before clipping
+
+
+def test_channels_last_on_every_device_unless_switched_off(tiny_data) -> None:
+    """NHWC conv weights and input batches on the CPU too (oneDNN's faster path), the same
+    values either way; ``channels_last=False`` keeps NCHW."""
+    def spatial_kernels(trainer: Trainer) -> list[torch.Tensor]:
+        return [p for p in trainer.module.parameters() if p.dim() == 4 and p.shape[-1] > 1]
+
+    images = tiny_data.train.load_batch(torch.arange(4))
+    runs = {}
+    for on in (True, False):
+        trainer = make_trainer(tiny_data, None, TrainConfig(epochs=1, batch_size=32, device="cpu", progress=False,
+                                                             checkpoint=False, channels_last=on))
+        batch = trainer.preprocess(images)
+        assert batch.is_contiguous(memory_format=torch.channels_last) == on
+        assert all(p.is_contiguous(memory_format=torch.channels_last) == on for p in spatial_kernels(trainer))
+        runs[on] = trainer.predict(tiny_data.test)
+    torch.testing.assert_close(runs[True], runs[False], rtol=1e-4, atol=1e-4)
