@@ -217,7 +217,7 @@ def bench_inference(backbone: str = "cnn_s", image_size: int = 32, batch_size: i
                     steps: int = 20, warmup: int = 5, amp: bool = True, channels_last: bool = True,
                     compile: bool = False, num_classes: int = 24) -> BenchResult:
     """Images per second of an eval-mode forward (normalisation and logits, no gradient; bf16
-    autocast and channels_last on CUDA, ``torch.compile`` if asked) on a fixed batch already
+    autocast on CUDA, channels_last, ``torch.compile`` if asked) on a fixed batch already
     on the device."""
     s = BenchSettings(backbone, image_size, batch_size, device, steps, warmup, amp, channels_last, compile,
                       num_classes)

@@ -56,6 +56,7 @@ fractions = st.floats(0.0, 1.0, allow_nan=False)
 PROTOCOLS: dict[str, tuple[Callable, bool]] = {
     "partial": (lambda y, s: labels.partial(y, 0.4, s), False),
     "partial_per_image": (lambda y, s: labels.partial(y, 0.4, s, per_image=True), False),
+    "partial_min_positive": (lambda y, s: labels.partial(y, 0.4, s, min_known_positives=1), False),
     "dense": (lambda y, s: labels.dense(y, 0.4, s), False),
     "noisy": (lambda y, s: labels.noisy(y, 0.7, s), False),
     "single_positive": (lambda y, s: labels.single_positive(y, s), False),
@@ -235,6 +236,31 @@ def test_partial_per_image_exact_count(y: torch.Tensor, known: float, seed: int)
     out = labels.partial(y, known, seed, per_image=True)
     assert ((out != 0).sum(dim=1) == round(known * y.shape[1])).all()
     assert ((out == y) | (out == 0)).all()
+
+
+@PROPERTY
+@given(y=label_matrices(), known=fractions, seed=seeds, per_image=st.booleans(), m=st.integers(1, 3))
+def test_partial_min_known_positives(y: torch.Tensor, known: float, seed: int, per_image: bool, m: int) -> None:
+    """The plain mask, plus hidden positives revealed until each image has m known positives
+    (or all of its own); nothing else changes."""
+    plain = labels.partial(y, known, seed, per_image=per_image)
+    out = labels.partial(y, known, seed, per_image=per_image, min_known_positives=m)
+    assert ((out == y) | (out == 0)).all()
+    assert torch.equal(out[plain != 0], plain[plain != 0])  # the mask's draw is unchanged
+    assert ((out != plain) <= (y == 1)).all()  # only positives are revealed
+    known_pos = (out == 1).sum(dim=1)
+    assert torch.equal(known_pos, torch.maximum((plain == 1).sum(dim=1), torch.clamp((y == 1).sum(dim=1), max=m)))
+
+
+def test_partial_reveals_positives_uniformly() -> None:
+    """Which hidden positive is revealed is uniform: each of an image's 4 positives is
+    revealed about a quarter of the time when none is kept."""
+    y = torch.tensor([[1, 1, 1, 1, -1, -1]], dtype=torch.int8).repeat(4000, 1)
+    out = labels.partial(y, 0.0, 5, min_known_positives=1)
+    share = (out[:, :4] == 1).float().mean(0)
+    assert torch.allclose(share, torch.full((4,), 0.25), atol=0.03)
+    with pytest.raises(ValueError, match="min_known_positives"):
+        labels.partial(y, 0.1, 0, min_known_positives=-1)
 
 
 @pytest.mark.parametrize("per_image", [False, True])

@@ -100,7 +100,7 @@ from mlrobust.config import DataConfig, ExperimentConfig, ModelConfig, TrainConf
 from mlrobust.data import (CLASSES, COMPANIONS, CONTEXTS, DISTRACTOR_CLASSES,
                            DataSplits, ShapeScenes, context_only_logits,
                            extract_features, scene_class_radius)
-from mlrobust.experiments import build_data, run_experiment, tune_lr
+from mlrobust.experiments import build_data, observed_labels, run_experiment, tune_lr
 from mlrobust.seeding import derive_seed
 from mlrobust.claims import Claims, Verdict, paired
 from mlrobust.notebook import (claims_checked, floats, fmt_mean_std, markdown_table,
@@ -569,12 +569,14 @@ if len(LR_FACTORS) > 1:
 # quick runs are scratch (replaced on a re-run); full-scale runs resume
 RERUN = dict(resume=scale == "full", overwrite=scale != "full")
 results: dict[str, list[float]] = {s: [] for s in settings}
+test_metrics: dict[str, list[dict]] = {s: [] for s in settings}  # all metrics, per seed
 kept = {}
 train_seconds = 0.0
 for seed in range(P["n_seeds"]):
     for setting in settings:
         run = run_experiment(experiment(setting, seed), data=splits, **RERUN)
         results[setting].append(run.metrics["mAP"])
+        test_metrics[setting].append(run.metrics)
         train_seconds += run.train_seconds
         # analysed below; other models are not kept (memory at full scale)
         if seed == 0 and setting in ("all labels", "partial, ignored"):
@@ -808,9 +810,69 @@ else:
 # With every label the head on the oracle features calls about as many test positives
 # present as the fine-tuned network; with a tenth of them it still calls fewer than half. A
 # better backbone alone would not close the gap: a classifier that sees a tenth of the
-# positives of each class scores most positives below one half. What makes the papers'
-# models over-predict is not measured here; one candidate is that they fine-tune a far larger
-# network for many more epochs, long enough to memorise the few known positives.
+# positives of each class scores most positives below one half.
+#
+# **The protocol can.** The papers' 10 %-label models trade precision for recall against
+# their all-labels models (Durand et al.'s supplementary Table 7, COCO: overall recall 79.7 %
+# against 72.2 %, precision 62.6 % against 84.3 %). A uniform mask cannot do that: the known
+# labels keep the truth's share of positives, so the model learns the truth's prior. A
+# protocol that makes sure every image keeps at least one known positive
+# (`min_known_positives=1`) enriches the known labels in positives. The paper only says it
+# drops labels "randomly per image"; IMCL's released code builds its partial attribute labels
+# in a positive-enriched way too. The partial setting again, at its tuned learning rate, with
+# that protocol:
+
+# %%
+ENRICHED = {"known": P["known"], "min_known_positives": 1}
+enriched: list[dict] = []
+for seed in range(P["n_seeds"]):
+    cfg = experiment("partial, ignored", seed)
+    cfg.name, cfg.data.protocol_args = f"partial-one_positive-seed{seed}", ENRICHED
+    enriched.append(run_experiment(cfg, data=splits, **RERUN).metrics)
+    if seed == 0:  # the labels that run saw, for the table
+        enriched_y = observed_labels(train_truth, cfg.data)
+uniform_y = observed_labels(train_truth, experiment("partial, ignored", 0).data)
+
+
+def metric(runs: list[dict], name: str) -> list[float]:
+    return [r[name] for r in runs]
+
+
+def protocol_row(name: str, y_obs: torch.Tensor | None, runs: list[dict]) -> list[str]:
+    shares = ["100 %", f"{100 * (train_truth == 1).float().mean():.0f} %"]
+    if y_obs is not None:
+        k = y_obs != 0
+        shares = [f"{100 * k.float().mean():.1f} %",
+                  f"{100 * (y_obs == 1).sum() / k.sum():.0f} %"]
+    measured = [fmt_mean_std(metric(runs, m)) for m in ("mAP", "OR", "OP")]
+    return [name, *shares, *measured]
+
+
+display(markdown_table(
+    ["training labels", "known", "positives among known", "test mAP (%)",
+     "recall at logit 0 (%)", "precision at logit 0 (%)"],
+    [protocol_row("all labels", None, test_metrics["all labels"]),
+     protocol_row(f"{few}, uniform mask", uniform_y, test_metrics["partial, ignored"]),
+     protocol_row(f"{few}, one known positive kept per image", enriched_y, enriched)],
+    caption=f"The operating point against the protocol: {P['dataset']}, "
+            f"{P['image_size']} px, {P['n_seeds']} seeds (mean ± sd; label shares of "
+            "seed 0's draw); each partial run at the partial setting's tuned rate"))
+uniform, kept_one = test_metrics["partial, ignored"], enriched
+claims.ours("keeping one known positive per image lifts the recall at logit 0 above "
+            "50 % (every seed)", min(metric(kept_one, "OR")) > 50,
+            measured=f"{fmt_mean_std(metric(kept_one, 'OR'))} % (uniform mask: "
+                     f"{fmt_mean_std(metric(uniform, 'OR'))} %)")
+precision_cost = paired(metric(uniform, "OP"), metric(kept_one, "OP"))
+claims.ours("keeping one known positive per image costs precision at logit 0 against "
+            "the uniform mask, beyond the seed spread", precision_cost.detected(-1),
+            measured=precision_cost)
+
+# %% [markdown]
+# Enriched in positives, the known labels move the model's operating point past the papers':
+# it now calls most test positives present, at a lower precision, the direction of
+# Durand et al.'s Table 7. Part of its mAP gain is the larger number of known labels. Which
+# protocol the papers used is not stated; the chapters keep the literal reading, the uniform
+# mask, and say so where the operating point matters.
 
 # %% [markdown]
 # **The regime, plainly.** Starting from the shipped backbone, the quick-scale network
