@@ -38,10 +38,7 @@ check_book = _load("check_book")
 #: Defects known today, each waiting for its chapter's owner or its refresh: (page, kind) -> why.
 #: Such a test is an expected failure; once the defect is gone it fails until its line here is
 #: removed.
-PENDING: dict[tuple[str, str], str] = {
-    ("ch01_problem", "stray-output"): "the protocol cell's last claims.ours() shows its return value (needs a "
-                                      "trailing ';' and a re-execution of chapter 1)",
-}
+PENDING: dict[tuple[str, str], str] = {}
 HTML_KINDS = [k for k in check_book.KINDS if k != "clipped"]
 
 

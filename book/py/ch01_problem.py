@@ -865,7 +865,7 @@ claims.ours("keeping one known positive per image lifts the recall at logit 0 ab
 precision_cost = paired(metric(uniform, "OP"), metric(kept_one, "OP"))
 claims.ours("keeping one known positive per image costs precision at logit 0 against "
             "the uniform mask, beyond the seed spread", precision_cost.detected(-1),
-            measured=precision_cost)
+            measured=precision_cost);
 
 # %% [markdown]
 # Enriched in positives, the known labels move the model's operating point past the papers':
