@@ -87,7 +87,7 @@ def test_protocol_and_method_names_are_checked() -> None:
     with pytest.raises(ConfigError, match="unknown data.protocol 'parital'; valid: "):
         observed_labels(y, DataConfig(protocol="parital"))
     with pytest.raises(ConfigError, match=r"data.protocol_args \['keep'\] not accepted by protocol 'partial'; "
-                                          r"valid: \['known', 'per_image'\]"):
+                                          r"valid: \['known', 'per_image', 'min_known_positives'\]"):
         observed_labels(y, DataConfig(protocol="partial", protocol_args={"keep": 0.1}))
     cfg = ExperimentConfig(method="durand")
     with pytest.raises(ConfigError, match="unknown method 'durand'"):
