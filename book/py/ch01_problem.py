@@ -838,12 +838,10 @@ def metric(runs: list[dict], name: str) -> list[float]:
     return [r[name] for r in runs]
 
 
-def protocol_row(name: str, y_obs: torch.Tensor | None, runs: list[dict]) -> list[str]:
-    shares = ["100 %", f"{100 * (train_truth == 1).float().mean():.0f} %"]
-    if y_obs is not None:
-        k = y_obs != 0
-        shares = [f"{100 * k.float().mean():.1f} %",
-                  f"{100 * (y_obs == 1).sum() / k.sum():.0f} %"]
+def protocol_row(name: str, y_obs: torch.Tensor, runs: list[dict]) -> list[str]:
+    c = labels.summary(y_obs)
+    shares = [f"{100 * c['known_share']:.1f} %",
+              f"{100 * c['positive_share'] / c['known_share']:.0f} %"]
     measured = [fmt_mean_std(metric(runs, m)) for m in ("mAP", "OR", "OP")]
     return [name, *shares, *measured]
 
@@ -851,7 +849,7 @@ def protocol_row(name: str, y_obs: torch.Tensor | None, runs: list[dict]) -> lis
 display(markdown_table(
     ["training labels", "known", "positives among known", "test mAP (%)",
      "recall at logit 0 (%)", "precision at logit 0 (%)"],
-    [protocol_row("all labels", None, test_metrics["all labels"]),
+    [protocol_row("all labels", train_truth, test_metrics["all labels"]),
      protocol_row(f"{few}, uniform mask", uniform_y, test_metrics["partial, ignored"]),
      protocol_row(f"{few}, one known positive kept per image", enriched_y, enriched)],
     caption=f"The operating point against the protocol: {P['dataset']}, "
