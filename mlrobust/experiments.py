@@ -23,10 +23,11 @@ import inspect
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -40,11 +41,12 @@ from .engine.distributed import dist_info
 from .engine.run_folder import open_run_folder, remove_run
 from .methods import MethodContext, build_method
 from .models import MultiLabelNet, create_backbone, create_head, create_model, create_refine
+from .parallel import map_in_workers
 from .pretrained import resolve_weights
 from .seeding import derive_seed
 
 __all__ = ["build_data", "observed_labels", "build_model", "build_trainer", "frozen_backbone", "run_experiment",
-           "RunResult", "LrTuning", "tune_lr"]
+           "RunResult", "Run", "RunOutcome", "run_many", "LrTuning", "tune_lr"]
 
 log = logging.getLogger("mlrobust")
 
@@ -234,6 +236,69 @@ def _run(cfg: ExperimentConfig, data: DataSplits | None, resume: bool, overwrite
     return RunResult(result, history, trainer, run_dir, seconds)
 
 
+# --------------------------------------------------------------------------- many runs
+
+K = TypeVar("K", bound=Hashable)
+
+
+@dataclass
+class Run:
+    """One run of :func:`run_many`: :func:`run_experiment`'s arguments, and ``collect``, a
+    function of the finished :class:`RunResult` that picks what to keep beyond the metrics
+    (predictions, a hook's statistics; it must return something picklable)."""
+
+    cfg: ExperimentConfig
+    data: DataSplits | None = None
+    train_labels: Tensor | None = None
+    method: Method | None = None
+    hooks: Sequence[Hook] = ()
+    write: bool = True
+    resume: bool = False
+    overwrite: bool = False
+    collect: Callable[[RunResult], Any] | None = None
+
+
+@dataclass
+class RunOutcome:
+    """What :func:`run_many` returns of a run: its test metrics, per-epoch history, training
+    time, results folder and whatever its ``collect`` picked (None without one)."""
+
+    metrics: dict[str, float]
+    history: list[dict[str, float]]
+    train_seconds: float
+    run_dir: Path | None
+    collected: Any = field(default=None)
+
+
+def _run_one(run: Run) -> RunOutcome:
+    result = run_experiment(run.cfg, data=run.data, train_labels=run.train_labels, method=run.method,
+                            hooks=run.hooks, write=run.write, resume=run.resume, overwrite=run.overwrite)
+    collected = run.collect(result) if run.collect is not None else None
+    return RunOutcome(result.metrics, result.history, result.train_seconds, result.run_dir, collected)
+
+
+def run_many(runs: Mapping[K, Run], workers: int | None = None) -> dict[K, RunOutcome]:
+    """Run independent experiments side by side: one single-threaded worker process per core
+    (:func:`mlrobust.parallel.map_in_workers`; ``workers`` overrides the count, 1 runs them
+    here one after another). Each run gives the numbers it gives alone on one thread,
+    whatever the number of workers, so a chapter computes the same table on one core or
+    on many. Returns the outcomes under the keys of ``runs``, in their order."""
+    for run in runs.values():  # render once here rather than once per worker
+        for dataset in (run.data.train, run.data.test, run.data.val) if run.data is not None else ():
+            _fill_image_cache(dataset)
+    outcomes = map_in_workers(_run_one, list(runs.values()), workers)
+    return dict(zip(runs, outcomes))
+
+
+def _fill_image_cache(dataset: LabelledDataset | None) -> None:
+    """Render a dataset's cached images now (a no-op for datasets without a cache), so that
+    forked workers share them instead of each rendering its own copy."""
+    while isinstance(dataset, Subset):
+        dataset = dataset.base
+    if getattr(dataset, "cache", False) and hasattr(dataset, "images"):
+        dataset.images()
+
+
 @dataclass(frozen=True)
 class LrTuning:
     """The outcome of :func:`tune_lr`: the chosen factor, the learning rate it gives, and the
@@ -245,24 +310,25 @@ class LrTuning:
 
 
 def tune_lr(cfg: ExperimentConfig, factors: Sequence[float], data: DataSplits, n_val: int, seed: int,
-            metric: str = "mAP") -> LrTuning:
+            metric: str = "mAP", workers: int | None = None) -> LrTuning:
     """Choose ``cfg.train.lr`` times one of ``factors`` on a validation split, never the test set.
 
     ``n_val`` of ``data.train``'s images are held out (:func:`~mlrobust.data.hold_out` with
     ``seed``); their labels go through the config's own protocol, with a draw of their own
     (a user with 10 % of the labels validates on 10 % of them too). ``cfg`` is trained on the
     other images once per factor, nothing written; the factor with the highest validation
-    ``metric`` wins (the smallest of tied ones)."""
+    ``metric`` wins (the smallest of tied ones). The trials run side by side
+    (:func:`run_many`; ``workers`` as there)."""
     if not factors or any(f <= 0 for f in factors):
         raise ConfigError(f"tune_lr: factors must be positive numbers, got {list(factors)}")
     fit_part, val_part = hold_out(data.train, n_val, seed=seed)
     hidden = replace(cfg.data, protocol_seed=derive_seed(seed, cfg.data.protocol_seed))
     validation = Subset(data.train, val_part.index, observed_labels(val_part.labels, hidden))
     split = DataSplits(train=fit_part, test=validation)
-    scores = {}
+    trials = {}
     for f in sorted(set(factors)):
-        trial = ExperimentConfig.from_dict(cfg.to_dict())
-        trial.train.lr = cfg.train.lr * f
-        scores[f] = run_experiment(trial, data=split, write=False).metrics[metric]
+        trials[f] = Run(ExperimentConfig.from_dict(cfg.to_dict()), data=split, write=False)
+        trials[f].cfg.train.lr = cfg.train.lr * f
+    scores = {f: outcome.metrics[metric] for f, outcome in run_many(trials, workers).items()}
     best = max(scores, key=lambda f: (scores[f], -f))
     return LrTuning(best, cfg.train.lr * best, scores)

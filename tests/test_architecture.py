@@ -1,7 +1,7 @@
 """The package's layers: every module imports only modules of its own layer or below, so the
 engine never depends on configs, methods never on experiments, and there are no import loops.
 
-    0  _validate, _version, registry, seeding, options, atomic, progress
+    0  _validate, _version, registry, seeding, options, atomic, progress, parallel
     1  labels, losses, metrics
     2  data, models
     3  engine
@@ -22,6 +22,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "mlrobust"
 
 LAYERS = {
     "_validate": 0, "_version": 0, "registry": 0, "seeding": 0, "options": 0, "atomic": 0, "progress": 0,
+    "parallel": 0,
     "labels": 1, "losses": 1, "metrics": 1,
     "data": 2, "models": 2,
     "engine": 3,

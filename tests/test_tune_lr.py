@@ -32,7 +32,7 @@ class _Recorder:
 
     def __call__(self, cfg, *, data, write, **_):
         self.calls.append((cfg, data, write))
-        return type("R", (), {"metrics": {"mAP": self.score(cfg.train.lr)}})()
+        return experiments.RunResult({"mAP": self.score(cfg.train.lr)}, [], None, None, 0.0)
 
 
 def test_the_best_validation_score_wins_and_the_test_set_is_never_seen(tmp_path, monkeypatch) -> None:
