@@ -120,7 +120,7 @@ from mlrobust.config import (DataConfig, ExperimentConfig, LossConfig, ModelConf
                              TrainConfig)
 from mlrobust.data import DataSplits, Subset, extract_features, hold_out
 from mlrobust.engine import resolve_device
-from mlrobust.experiments import build_data, frozen_backbone, run_experiment
+from mlrobust.experiments import Run, build_data, frozen_backbone, run_many
 from mlrobust.seeding import derive_seed
 from mlrobust.methods.durand import CurriculumRelabeling, select_labels
 from mlrobust.models import LabelGNN, WeldonPooling
@@ -314,11 +314,11 @@ def run(name: str, protocol: str, args: dict, *, loss: str = "bce",
         loss_args: dict | None = None, gnn: int = 0, method: str = "supervised",
         method_args: dict | None = None, seed: int = 0, drop: float = 0.0,
         finetune: bool = False, lr_factor: float = 1.0, data: DataSplits | None = None,
-        epochs: int | None = None):
-    """One training run; returns its test metrics and its hooks (relabeling statistics).
+        epochs: int | None = None) -> Run:
+    """One training run, planned (:func:`run_all` trains the planned runs side by side).
     ``data`` replaces the chapter's splits (e.g. a validation split to tune on);
     ``lr_factor`` multiplies the learning rate; ``epochs`` replaces the chapter's number
-    of epochs."""
+    of epochs. A relabeling run keeps the statistics of its relabeling steps."""
     on_features = P["frozen"] and not finetune
     cfg = ExperimentConfig(name=f"{name}-seed{seed}", output_dir=P["output_dir"],
                            method=method, method_args=method_args or {})
@@ -340,16 +340,32 @@ def run(name: str, protocol: str, args: dict, *, loss: str = "bce",
                             seed=seed, device=P["device"])
     full = scale == "full"
     splits = data if data is not None else features if on_features else images
-    result = run_experiment(cfg, data=splits, write=full, resume=full)
-    return result.metrics, result.trainer.hooks
+    return Run(cfg, data=splits, write=full, resume=full,
+               collect=relabeling_steps if method == "curriculum" else None)
 
 
-results: dict[tuple, list[dict]] = {}
+def relabeling_steps(result) -> list[dict]:
+    return next(h for h in result.trainer.hooks if isinstance(h, CurriculumRelabeling)).steps
 
 
-def record(key: tuple, outcome) -> list:
-    results.setdefault(key, []).append(outcome[0])
-    return outcome[1]
+results: dict[tuple, list[dict]] = {}  # test metrics of each setting, one per seed
+collected: dict[tuple, list] = {}  # what a run kept (relabeling steps), one per seed
+planned: list[tuple[tuple, Run]] = []
+
+
+def record(key: tuple, run: Run) -> None:
+    """Plan ``run`` under ``key`` (seeds of one setting share the key)."""
+    planned.append((key, run))
+
+
+def run_all() -> None:
+    """Train the planned runs side by side (`run_many`: one single-threaded process per
+    core; each run gives the numbers it gives alone) and file their results by key."""
+    outcomes = run_many(dict(enumerate(run for _, run in planned)))
+    for (key, _), outcome in zip(planned, outcomes.values()):
+        results.setdefault(key, []).append(outcome.metrics)
+        collected.setdefault(key, []).append(outcome.collected)
+    planned.clear()
 
 
 def mAP(key: tuple, metric: str = "mAP") -> list[float]:
@@ -395,6 +411,7 @@ for seed in SEEDS:
     for q in CLEAN:
         record(("noisy", q), run(f"noisy-{q}", "noisy", {"clean": q}, seed=seed))
     record(("noisy+",), run("noisy_plus", "single_positive", {}, seed=seed))
+run_all()
 # all labels: one setting
 results[("dense", 1.0)] = results[("noisy", 1.0)] = results[("partial", 1.0)]
 print(f"{time.perf_counter() - chapter_start:.0f} s so far")
@@ -507,6 +524,7 @@ for seed in SEEDS:
     for q in PROPORTIONS[:-1]:
         record(("partial-bce", q), run(f"pbce-{q}", "partial", {"known": q},
                                        loss="partial_bce", seed=seed))
+run_all()
 # identical losses when every label is known
 results[("partial-bce", 1.0)] = results[("partial", 1.0)]
 
@@ -569,23 +587,23 @@ LR_FACTORS = floats(P["lr_factors"], "lr_factors")
 base_splits = features if P["frozen"] else images
 fit_part, val_part = hold_out(base_splits.train, P["n_val"], seed=derive_seed(0, 0x7A1))
 TUNED = sorted({low, 0.5} & set(PROPORTIONS[:-1]))
-tuned_factor, tuning_map = {}, {}
-for q in TUNED:
-    # the validation labels are partial too
-    val_labels = labels.partial(val_part.labels, q, seed=derive_seed(0, 0x7A2))
-    tuning = DataSplits(train=fit_part,
-                        test=Subset(base_splits.train, val_part.index, val_labels))
-    for loss in ("bce", "partial_bce"):
-        scores = {f: run(f"tune-{loss}-{q}-x{f}", "partial", {"known": q}, loss=loss,
-                         lr_factor=f, data=tuning)[0]["mAP"] for f in LR_FACTORS}
-        tuning_map[(loss, q)] = scores
-        tuned_factor[(loss, q)] = max(scores, key=scores.get)
+# the validation labels are partial too
+tuning = {q: DataSplits(train=fit_part, test=Subset(
+    base_splits.train, val_part.index,
+    labels.partial(val_part.labels, q, seed=derive_seed(0, 0x7A2)))) for q in TUNED}
+trials = run_many({(loss, q, f): run(f"tune-{loss}-{q}-x{f}", "partial", {"known": q},
+                                     loss=loss, lr_factor=f, data=tuning[q])
+                   for q in TUNED for loss in ("bce", "partial_bce") for f in LR_FACTORS})
+tuning_map = {(loss, q): {f: trials[loss, q, f].metrics["mAP"] for f in LR_FACTORS}
+              for q in TUNED for loss in ("bce", "partial_bce")}
+tuned_factor = {k: max(scores, key=scores.get) for k, scores in tuning_map.items()}
 for seed in SEEDS:
     for (loss, q), f in tuned_factor.items():
         if f == 1.0:
             continue  # the untuned runs above already used this learning rate
         record((f"{loss}-tuned", q), run(f"{loss}-tuned-{q}", "partial", {"known": q},
                                          loss=loss, lr_factor=f, seed=seed))
+run_all()
 for (loss, q), f in tuned_factor.items():
     if f == 1.0:
         untuned = "partial" if loss == "bce" else "partial-bce"
@@ -652,6 +670,7 @@ for seed in SEEDS:
             record(("gamma", gam, q),
                    run(f"gamma{gam}-{q}", "partial", {"known": q}, loss="partial_bce",
                        loss_args={"alpha": a, "beta": b, "gamma": gam}, seed=seed))
+run_all()
 results[("g", 1.0)] = results[("partial", low)]
 results[("g", 5.0)] = results[("partial-bce", low)]
 for q in (low, 0.5):
@@ -726,6 +745,7 @@ for seed in SEEDS:
     for q in (low, 0.5):
         record(("gnn", q), run(f"gnn-{q}", "partial", {"known": q}, loss="partial_bce",
                                gnn=3, seed=seed))
+run_all()
 gnn_rows = [[f"{q:.0%}", fmt_mean_std(mAP(("partial-bce", q))),
              fmt_mean_std(mAP(("gnn", q))),
              str(paired(mAP(("partial-bce", q)), mAP(("gnn", q))))] for q in (low, 0.5)]
@@ -809,19 +829,19 @@ PAPER_T8_NO_GNN = {"[e] uncertainty θ = 0.1": (0.26, 22.63, 25.71, 99.98),
                    "[e] uncertainty θ = 0.3": (0.34, 77.91, 61.15, 99.24),
                    "[e] uncertainty θ = 0.5": (0.26, 92.90, 70.96, 98.04)}
 gnn_r = 3 if P["relabel_gnn"] else 0
-steps: dict[str, list] = {}
 for seed in SEEDS:
     record(("relabel", "none"), run("relabel-none", "partial", {"known": low},
                                     loss="partial_bce", gnn=gnn_r, seed=seed,
                                     drop=P["dropout"]))
     for name, strategy, theta in RELABEL:
-        hooks = record(("relabel", name), run(
+        record(("relabel", name), run(
             f"relabel-{strategy}-{theta}", "partial", {"known": low},
             loss="partial_bce", gnn=gnn_r, method="curriculum",
             method_args={"strategy": strategy, "theta": theta, "passes": P["passes"]},
             seed=seed, drop=P["dropout"]))
-        relabeling = next(h for h in hooks if isinstance(h, CurriculumRelabeling))
-        steps.setdefault(name, []).append(relabeling.steps)
+run_all()
+# the statistics of each relabeling step, per seed
+steps = {name: collected[("relabel", name)] for name, _, _ in RELABEL}
 print(f"{time.perf_counter() - chapter_start:.0f} s so far")
 
 
@@ -935,6 +955,7 @@ for seed in SEEDS:
         method="curriculum",
         method_args={"strategy": "uncertainty", "theta": 0.3, "passes": P["passes"]},
         seed=seed, drop=P["dropout"]))
+run_all()
 ABLATION = [("BCE", ("partial", low), (66.21, 17.53, 62.74, 67.33)),
             ("+ fine-tuning", ("ablation", "fine-tuned BCE"),
              (72.15, 22.04, 65.82, 70.09)),

@@ -118,7 +118,7 @@ from mlrobust.config import (DataConfig, ExperimentConfig, LossConfig,
                              ModelConfig, TrainConfig)
 from mlrobust.data import DataSplits, Subset, extract_features, hold_out
 from mlrobust.engine import resolve_device
-from mlrobust.experiments import build_data, frozen_backbone, run_experiment
+from mlrobust.experiments import Run, build_data, frozen_backbone, run_experiment, run_many
 from mlrobust.seeding import derive_seed
 from mlrobust.methods.pene import (GoldCorrectedMethod,
                                    corrected_probabilities, estimate_corruption,
@@ -713,6 +713,7 @@ memo_test = Subset(images.test, multi)
 curves: dict[str, list[list[float]]] = {"ASL": [], "GALC-SLR": []}
 memo_config = dict(finetune=True, epochs=P["memo_epochs"], eval_every=1,
                    schedule="constant")
+memo_runs = {}  # trained side by side below (run_many: one process per core)
 for seed in SEEDS:
     memo_split = pene_split(memo_train.labels, P["gold_fraction"], seed=seed)
     memo_noisy, _ = labels.symmetric_noise(memo_train.labels[memo_split.silver], ETA,
@@ -723,13 +724,15 @@ for seed in SEEDS:
     is_gold = torch.cat([torch.ones(len(memo_split.gold), dtype=torch.bool),
                          torch.zeros(len(memo_split.silver), dtype=torch.bool)])
     c_estimate = torch.sigmoid(C_MATS["GALC-SLR raw"][seed])
-    runs = {"ASL": trained(config("memo-asl", seed, **memo_config), memo_set, memo_test,
-                           val=memo_test),
-            "GALC-SLR": trained(config("memo-galc", seed, **memo_config), memo_set,
-                                memo_test, val=memo_test,
-                                method=GoldCorrectedMethod(c_estimate, is_gold))}
-    for name, run in runs.items():
-        curves[name].append([h["val_mAP"] for h in run.history])
+    memo_data = DataSplits(train=memo_set, test=memo_test, val=memo_test)
+    memo_runs["ASL", seed] = Run(config("memo-asl", seed, **memo_config), memo_data,
+                                 train_labels=memo_set.labels, write=FULL, resume=FULL)
+    memo_runs["GALC-SLR", seed] = Run(config("memo-galc", seed, **memo_config), memo_data,
+                                      train_labels=memo_set.labels, write=FULL,
+                                      resume=FULL,
+                                      method=GoldCorrectedMethod(c_estimate, is_gold))
+for (name, _), run in run_many(memo_runs).items():
+    curves[name].append([h["val_mAP"] for h in run.history])
 
 # %% mystnb={"figure": {"caption": "Test mAP after every epoch while fine-tuning end to end at the ablation noise level (a subset of the benchmark): ASL on the noisy labels and GALC-SLR's gold classifier (the paper's Figure 6a). Lines: mean over seeds; bands: one standard deviation.", "name": "fig-memorisation"}} tags=["hide-input"]
 fig, ax = plt.subplots(figsize=(6.5, 3.6))

@@ -120,7 +120,7 @@ from mlrobust.config import (
 )
 from mlrobust.data import DataSplits, Subset, create_dataset, extract_features, hold_out
 from mlrobust.engine import resolve_device
-from mlrobust.experiments import frozen_backbone, run_experiment
+from mlrobust.experiments import Run, frozen_backbone, run_experiment, run_many
 from mlrobust.methods.cevikalp import SSRMLMethod, propagate_labels
 from mlrobust.notebook import (claims_checked, floats, fmt_mean_std, markdown_table,
                                mean_std, resolve_parameters, show_source)
@@ -411,6 +411,13 @@ def train(cfg: ExperimentConfig, data, observed, test_set, **kwargs):
     )
 
 
+def planned(cfg: ExperimentConfig, data, observed, test_set, collect) -> Run:
+    """A run of :func:`train` for `run_many`, which trains runs side by side; ``collect``
+    picks what to keep of the finished run."""
+    return Run(cfg, data=DataSplits(train=data, test=test_set), train_labels=observed,
+               write=FULL, resume=FULL, collect=collect)
+
+
 def top3(result, test_set) -> dict[str, float]:
     """mAP and the top-3 metrics of Tables 3-4 (each image's three highest scores
     predicted)."""
@@ -431,21 +438,31 @@ def top3(result, test_set) -> dict[str, float]:
 
 # %%
 LOSSES = {"BCE": ("bce", {}), "WARP": ("warp", {}), "RML": ("rml", {})}
-tuning, BEST_LR = {}, {}
 tune_set = SUBSETS[max(SIZES)]
-for name, (loss, args) in LOSSES.items():
-    for lr in BCE_LRS if loss == "bce" else LRS:
-        scores = []
-        for eta in (NOISE[0], NOISE[-1]):
-            observed = labels.frequency_corruption(tune_set.labels, eta, seed=10_000)
-            run = train(
-                config(f"tune-{name}-{eta}", loss, lr, 0, loss_args=args),
-                tune_set,
-                observed,
-                val,
-            )
-            scores.append(top3(run, val)["CF1"])
-        tuning[name, lr] = float(np.mean(scores))
+ETAS = (NOISE[0], NOISE[-1])
+tune_labels = {
+    eta: labels.frequency_corruption(tune_set.labels, eta, seed=10_000) for eta in ETAS
+}
+trials = run_many(
+    {
+        (name, lr, eta): planned(
+            config(f"tune-{name}-{eta}", loss, lr, 0, loss_args=args),
+            tune_set,
+            tune_labels[eta],
+            val,
+            collect=lambda result: top3(result, val)["CF1"],
+        )
+        for name, (loss, args) in LOSSES.items()
+        for lr in (BCE_LRS if loss == "bce" else LRS)
+        for eta in ETAS
+    }
+)
+tuning = {
+    (name, lr): float(np.mean([trials[name, lr, eta].collected for eta in ETAS]))
+    for name, lr, _ in trials
+}
+BEST_LR = {}
+for name in LOSSES:
     BEST_LR[name] = max(
         (lr for (n, lr) in tuning if n == name), key=lambda lr: tuning[name, lr]
     )
@@ -475,13 +492,18 @@ markdown_table(
 show_source(labels.frequency_corruption)
 
 # %%
-R: dict[tuple, list] = {}
+def top3_on_test(result) -> dict[str, float]:
+    return top3(result, test)
+
+
+R: dict[tuple, list] = {}  # top-3 metrics and mAP of each setting, one per seed
+plan = {}
 for seed in SEEDS:
     for size, subset in SUBSETS.items():
         for eta in NOISE:
             observed = labels.frequency_corruption(subset.labels, eta, seed=1000 + seed)
             for name, (loss, args) in LOSSES.items():
-                result = train(
+                plan[name, size, eta, seed] = planned(
                     config(
                         f"noise-{eta}-size{size}-{name}",
                         loss,
@@ -492,8 +514,10 @@ for seed in SEEDS:
                     subset,
                     observed,
                     test,
+                    collect=top3_on_test,
                 )
-                R.setdefault((name, size, eta), []).append(top3(result, test))
+for (*key, _), outcome in run_many(plan).items():
+    R.setdefault(tuple(key), []).append(outcome.collected)
 
 
 def values(key: tuple, metric: str) -> list[float]:
@@ -602,12 +626,13 @@ VARIANTS = {
         "rank_rounding": "round",
     },
 }
+plan = {}
 for seed in SEEDS:
     observed = labels.frequency_corruption(
         SUBSETS[big].labels, top_noise, seed=1000 + seed
     )
     for name, args in VARIANTS.items():
-        result = train(
+        plan[name, seed] = planned(
             config(
                 f"variant-{sorted(args.items())}",
                 "rml",
@@ -618,8 +643,10 @@ for seed in SEEDS:
             SUBSETS[big],
             observed,
             test,
+            collect=top3_on_test,
         )
-        R.setdefault((name, big, top_noise), []).append(top3(result, test))
+for (name, _), outcome in run_many(plan).items():
+    R.setdefault((name, big, top_noise), []).append(outcome.collected)
 rows = [
     [name]
     + [fmt_mean_std(values((name, big, top_noise), c)) for c in ("CF1", "OF1", "mAP")]

@@ -123,7 +123,7 @@ from mlrobust.config import (
 from mlrobust.data import DataSplits, create_dataset, extract_features, hold_out
 from mlrobust.data.augment import apply_params, draw_params
 from mlrobust.engine import resolve_device
-from mlrobust.experiments import frozen_backbone, run_experiment
+from mlrobust.experiments import Run, frozen_backbone, run_many
 from mlrobust.methods.wang import ConsistencyMethod, pseudo_labels, top_k_hits
 from mlrobust.models import SaliencyPooling
 from mlrobust.notebook import (claims_checked, floats, fmt_mean_std, ints,
@@ -402,13 +402,17 @@ def observed(known_share: float, seed: int):
     return labels.partial(train.labels, known_share, seed=1000 + seed)
 
 
-def train_run(cfg: ExperimentConfig, y_obs, test_set):
-    return run_experiment(
+def train_run(cfg: ExperimentConfig, y_obs, test_set, collect=None) -> Run:
+    """A run on the chapter's training set, planned: `run_many` trains planned runs side
+    by side (one single-threaded process per core; each gives the numbers it gives
+    alone). ``collect`` picks what to keep of the finished run beyond its metrics."""
+    return Run(
         cfg,
         data=DataSplits(train=train, test=test_set),
         train_labels=y_obs,
         write=FULL,
         resume=FULL,
+        collect=collect,
     )
 
 
@@ -419,17 +423,23 @@ def train_run(cfg: ExperimentConfig, y_obs, test_set):
 # proportions (one seed), so that no variant wins by a better-suited step size.
 
 # %%
-tuning, BEST_LR = {}, {}
-for variant in VARIANTS:
-    for lr in LRS:
-        scores = [
-            train_run(
-                config(f"tune-{share}", variant, lr, 0), observed(share, 0), val
-            ).metrics["mAP"]
-            for share in TUNE_KNOWN
-        ]
-        tuning[variant, lr] = float(np.mean(scores))
-    BEST_LR[variant] = max(LRS, key=lambda lr: tuning[variant, lr])
+trials = run_many(
+    {
+        (variant, lr, share): train_run(
+            config(f"tune-{share}", variant, lr, 0), observed(share, 0), val
+        )
+        for variant in VARIANTS
+        for lr in LRS
+        for share in TUNE_KNOWN
+    }
+)
+tuning = {
+    (variant, lr): float(
+        np.mean([trials[variant, lr, share].metrics["mAP"] for share in TUNE_KNOWN])
+    )
+    for variant, lr, _ in trials
+}
+BEST_LR = {v: max(LRS, key=lambda lr, v=v: tuning[v, lr]) for v in VARIANTS}
 markdown_table(
     ["variant", *[f"lr {lr:g}" for lr in LRS], "chosen"],
     [[v, *[f"{tuning[v, lr]:.1f}" for lr in LRS], f"{BEST_LR[v]:g}"] for v in VARIANTS],
@@ -444,22 +454,33 @@ markdown_table(
 # head's initialisation and the order of the batches, so the differences below are paired.
 
 # %%
+def logits_and_model(result):
+    """The test logits and the trained network, for the analyses below."""
+    return result.trainer.predict(test), result.trainer.module
+
+
 R: dict[tuple, list] = {}
-KEEP: dict[
-    tuple, object
-] = {}  # trained models kept for the analyses below (first seed, lowest proportion)
-for seed in SEEDS:
-    for share in KNOWN:
-        y_obs = observed(share, seed)
-        for variant in VARIANTS:
-            result = train_run(
-                config(f"table2-{share}", variant, BEST_LR[variant], seed), y_obs, test
-            )
-            R.setdefault((variant, share), []).append(
-                {**result.metrics, "history": result.history}
-            )
-            if seed == SEEDS[0] and share == KNOWN[0]:
-                KEEP[variant] = result.trainer
+# (test logits, trained network) kept for the analyses below: first seed, lowest proportion
+KEEP: dict[str, tuple] = {}
+outcomes = run_many(
+    {
+        (variant, share, seed): train_run(
+            config(f"table2-{share}", variant, BEST_LR[variant], seed),
+            observed(share, seed),
+            test,
+            collect=logits_and_model if seed == SEEDS[0] and share == KNOWN[0] else None,
+        )
+        for seed in SEEDS
+        for share in KNOWN
+        for variant in VARIANTS
+    }
+)
+for (variant, share, seed), outcome in outcomes.items():
+    R.setdefault((variant, share), []).append(
+        {**outcome.metrics, "history": outcome.history}
+    )
+    if outcome.collected is not None:
+        KEEP[variant] = outcome.collected
 
 
 def values(key: tuple, metric: str) -> list[float]:
@@ -621,7 +642,7 @@ print(
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
 bins = np.linspace(0, 1, 21)
 for variant, colour in (("BN-BCE", "tab:gray"), ("SR", "tab:red")):
-    prob = torch.sigmoid(KEEP[variant].predict(test)).numpy()
+    prob = torch.sigmoid(KEEP[variant][0]).numpy()
     for ax, label, name in ((axes[0], 1, "present"), (axes[1], -1, "absent")):
         ax.hist(
             prob[(test.labels == label).numpy()],
@@ -698,7 +719,7 @@ scenes = getattr(test_images, "scenes", None)
 HITS: dict[str, dict] = {}
 if FEATURES and scenes is not None:
     for variant in ("BN-BCE", "SR"):
-        head = KEEP[variant].module.head
+        head = KEEP[variant][1].head
         with torch.no_grad():
             class_maps = head.maps(test.features.to(DEV)).cpu()
         HITS[variant] = {
@@ -731,8 +752,8 @@ if HITS:
         for col, variant in ((1, "BN-BCE"), (2, "SR")):
             with torch.no_grad():
                 a_c = (
-                    KEEP[variant]
-                    .module.head.maps(test.features[i : i + 1].to(DEV))[0, c]
+                    KEEP[variant][1]
+                    .head.maps(test.features[i : i + 1].to(DEV))[0, c]
                     .cpu()
                 )
             h, w = a_c.shape
@@ -883,13 +904,19 @@ claims.ours(
 # %%
 ORACLE = "SR + CR (w/ SR), oracle labels"
 VARIANTS[ORACLE] = (True, "consistency", {"oracle": True})
-for seed in SEEDS:
-    result = train_run(
-        config(f"oracle-{low}", ORACLE, BEST_LR["SR + CR (w/ SR)"], seed),
-        observed(low, seed),
-        test,
-    )
-    R.setdefault((ORACLE, low), []).append(result.metrics)
+R[ORACLE, low] = [
+    outcome.metrics
+    for outcome in run_many(
+        {
+            seed: train_run(
+                config(f"oracle-{low}", ORACLE, BEST_LR["SR + CR (w/ SR)"], seed),
+                observed(low, seed),
+                test,
+            )
+            for seed in SEEDS
+        }
+    ).values()
+]
 markdown_table(
     ["variant", "mAP", "OF1", "CF1", "OR", "OP"],
     [
@@ -939,20 +966,27 @@ claims.ours(
 # map and $k = 16$ would make $s_c = a_c$.
 
 # %%
+outcomes = run_many(
+    {
+        (kk, share, seed): train_run(
+            config(f"k{kk}-{share}", "SR", BEST_LR["SR"], seed, k_top=kk),
+            observed(share, seed),
+            test,
+        )
+        for seed in SEEDS
+        for share in K_KNOWN
+        for kk in KS
+        if not (kk == P["k"] and share in KNOWN)  # the Table 2 run, reused below
+    }
+)
 for seed in SEEDS:
     for share in K_KNOWN:
         for kk in KS:
-            if kk == P["k"] and share in KNOWN:  # the Table 2 run
-                R.setdefault(("k", kk, share), []).append(
-                    R["SR", share][list(SEEDS).index(seed)]
-                )
-                continue
-            result = train_run(
-                config(f"k{kk}-{share}", "SR", BEST_LR["SR"], seed, k_top=kk),
-                observed(share, seed),
-                test,
+            R.setdefault(("k", kk, share), []).append(
+                R["SR", share][list(SEEDS).index(seed)]
+                if (kk, share, seed) not in outcomes
+                else outcomes[kk, share, seed].metrics
             )
-            R.setdefault(("k", kk, share), []).append(result.metrics)
 PAPER_K = {
     0.2: [78.43, 78.55, 78.59, 78.70, 78.73],
     0.5: [80.90, 81.27, 81.21, 81.27, 81.25],
@@ -998,7 +1032,7 @@ claims.paper(
 
 
 # %%
-def per_image_run(lr: float, seed: int, share: float, test_set):
+def per_image_run(lr: float, seed: int, share: float, test_set) -> Run:
     return train_run(
         config(f"perimage-{share}", "BN-BCE", lr, seed, per_image=True),
         observed(share, seed),
@@ -1006,15 +1040,19 @@ def per_image_run(lr: float, seed: int, share: float, test_set):
     )
 
 
+trials = run_many(
+    {(lr, share): per_image_run(lr, 0, share, val) for lr in LRS for share in TUNE_KNOWN}
+)
 tuned_per_image = {
-    lr: np.mean(
-        [per_image_run(lr, 0, share, val).metrics["mAP"] for share in TUNE_KNOWN]
-    )
+    lr: np.mean([trials[lr, share].metrics["mAP"] for share in TUNE_KNOWN])
     for lr in LRS
 }
 PER_IMAGE_LR = max(LRS, key=tuned_per_image.get)
 per_image = [
-    per_image_run(PER_IMAGE_LR, seed, low, test).metrics["mAP"] for seed in SEEDS
+    outcome.metrics["mAP"]
+    for outcome in run_many(
+        {seed: per_image_run(PER_IMAGE_LR, seed, low, test) for seed in SEEDS}
+    ).values()
 ]
 norm_effect = paired(values(("BN-BCE", low), "mAP"), per_image)
 markdown_table(
