@@ -94,6 +94,7 @@ schedule = None
 lr_step = None
 finetune_epochs = None
 finetune_lr = None
+finetune_lr_factors = None
 n_seeds = None
 n_val = None
 lr_factors = None
@@ -120,7 +121,7 @@ from mlrobust.config import (DataConfig, ExperimentConfig, LossConfig, ModelConf
                              TrainConfig)
 from mlrobust.data import DataSplits, Subset, extract_features, hold_out
 from mlrobust.engine import resolve_device
-from mlrobust.experiments import Run, build_data, frozen_backbone, run_many
+from mlrobust.experiments import Run, build_data, frozen_backbone, run_many, tune_lr
 from mlrobust.seeding import derive_seed
 from mlrobust.methods.durand import CurriculumRelabeling, select_labels
 from mlrobust.models import LabelGNN, WeldonPooling
@@ -133,7 +134,8 @@ P = resolve_parameters("ch02_durand", scale, dict(
     weights=weights, image_size=image_size, n_train=n_train, n_test=n_test,
     frozen=frozen, epochs=epochs, batch_size=batch_size, lr=lr, schedule=schedule,
     lr_step=lr_step, finetune_epochs=finetune_epochs, finetune_lr=finetune_lr,
-    n_seeds=n_seeds, n_val=n_val, lr_factors=lr_factors,
+    finetune_lr_factors=finetune_lr_factors, n_seeds=n_seeds, n_val=n_val,
+    lr_factors=lr_factors,
     proportions=proportions, noisy_clean=noisy_clean, g_values=g_values, gammas=gammas,
     dropout=dropout, passes=passes, relabel_gnn=relabel_gnn, output_dir=output_dir))
 PROPORTIONS, CLEAN, G_VALUES, GAMMAS = (
@@ -943,21 +945,34 @@ claims.ours("the reference model recalls fewer than half of the test positives a
 # The paper's ablation on COCO with 10 % of the labels adds one part at a time: fine-tuning,
 # the partial-BCE, the GNN, relabeling ([e] with $\theta = 0.3$). At the quick scale the rows
 # after the second use the frozen backbone; the fine-tuning row trains the whole pretrained
-# network end to end with the BCE.
+# network end to end with the BCE. That row is compared with the frozen BCE, so both get a
+# learning rate tuned on the validation split (the frozen one in the tuning section above;
+# the fine-tuned one here, among `finetune_lr_factors` times `finetune_lr`, seed 0).
 
 # %%
+FT_FACTORS = floats(P["finetune_lr_factors"], "finetune_lr_factors")
+ft_factor = 1.0
+if len(FT_FACTORS) > 1:
+    ft_tuning = tune_lr(run(f"finetune-bce-{low}", "partial", {"known": low},
+                            finetune=True).cfg, FT_FACTORS, images, n_val=P["n_val"],
+                        seed=derive_seed(0, 0x7A1))
+    ft_factor = ft_tuning.factor
+    print("fine-tuning, validation mAP per learning rate: " + ", ".join(
+        f"{P['finetune_lr'] * f:g}: {v:.1f}" for f, v in ft_tuning.scores.items())
+        + f"; chosen {ft_tuning.lr:g}")
 for seed in SEEDS:
     record(("ablation", "fine-tuned BCE"),
            run(f"finetune-bce-{low}", "partial", {"known": low}, seed=seed,
-               finetune=True))
+               finetune=True, lr_factor=ft_factor))
     record(("ablation", "GNN + relabel"), run(
         "gnn-relabel", "partial", {"known": low}, loss="partial_bce", gnn=3,
         method="curriculum",
         method_args={"strategy": "uncertainty", "theta": 0.3, "passes": P["passes"]},
         seed=seed, drop=P["dropout"]))
 run_all()
-ABLATION = [("BCE", ("partial", low), (66.21, 17.53, 62.74, 67.33)),
-            ("+ fine-tuning", ("ablation", "fine-tuned BCE"),
+# the BCE rows at their tuned learning rates, the others at the chapter's
+ABLATION = [("BCE (lr tuned)", ("bce-tuned", low), (66.21, 17.53, 62.74, 67.33)),
+            ("+ fine-tuning (lr tuned)", ("ablation", "fine-tuned BCE"),
              (72.15, 22.04, 65.82, 70.09)),
             ("partial-BCE", ("partial-bce", low), (75.31, 24.51, 67.94, 71.18)),
             ("partial-BCE + GNN", ("gnn", low), (75.82, 25.14, 68.40, 71.37)),
@@ -973,22 +988,26 @@ markdown_table([f"ours, {low:.0%} known ({P['n_seeds']} seeds); paper COCO in br
                 "mAP", "0-1 exact match", "macro-F1", "micro-F1"], rows)
 
 # %% [markdown]
-# In the paper every part adds to the mAP. Here the partial-BCE adds most and relabeling takes
-# away (previous section). The fine-tuning row compares the frozen backbone with the same
-# backbone trained end to end on the same labels.
+# In the paper every part adds to the mAP. Here relabeling takes away (previous section). The
+# fine-tuning row compares the frozen backbone with the same backbone trained end to end on
+# the same labels, each at its tuned learning rate. The partial-BCE rows run at the
+# chapter's learning rate: against the tuned BCE they add little (the tuning section).
 
 # %%
 if P["frozen"]:
-    ft = paired(mAP(("partial", low)), mAP(("ablation", "fine-tuned BCE")))
-    claims.paper("fine-tuning the backbone adds mAP (BCE)", ft.detected(+1),
-                 expect=False, measured=ft,
+    ft = paired(mAP(("bce-tuned", low)), mAP(("ablation", "fine-tuned BCE")))
+    claims.paper("fine-tuning the backbone adds mAP (BCE, both learning rates tuned)",
+                 ft.detected(+1), expect=False, measured=ft,
                  paper=f"{72.15 - 66.21:+.2f} (COCO, Table 4)")
 
 # %% [markdown]
-# In the paper fine-tuning adds about 6 points. Here the frozen features already come from a
-# backbone pretrained on the benchmark's objects, and fine-tuning the small network for a few
-# epochs on 10 % of the labels buys little: the frozen-feature numbers of this chapter are
-# close to what end-to-end training gives at the quick scale.
+# In the paper fine-tuning adds about 6 points. Here, with both rows at a learning rate tuned
+# on the validation split, the difference stays within its seed spread: fine-tuning the small
+# network for a few epochs on a tenth of the labels varies by several points from seed to
+# seed (the spread of the difference above), and on average does not beat a tuned head on
+# the frozen features of a backbone pretrained on the benchmark's objects. Compared at one
+# untuned rate, the row would measure the rate as much as the fine-tuning: the same control
+# as for the partial-BCE.
 
 # %% [markdown]
 # The paper's claims, as measured in this run, then our own observations:
