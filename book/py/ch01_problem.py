@@ -100,8 +100,8 @@ from mlrobust.config import DataConfig, ExperimentConfig, ModelConfig, TrainConf
 from mlrobust.data import (CLASSES, COMPANIONS, CONTEXTS, DISTRACTOR_CLASSES,
                            DataSplits, ShapeScenes, context_only_logits,
                            extract_features, scene_class_radius)
-from mlrobust.experiments import (Run, build_data, observed_labels, run_experiment, run_many,
-                                  tune_lr)
+from mlrobust.experiments import (Run, build_data, observed_labels, run_experiment,
+                                  run_many, tune_lr)
 from mlrobust.engine import resolve_device
 from mlrobust.seeding import derive_seed
 from mlrobust.claims import Claims, Verdict, paired
@@ -584,7 +584,8 @@ def logits_and_backbone(result) -> tuple[torch.Tensor, torch.nn.Module]:
     return result.trainer.predict(test), result.trainer.module.backbone
 
 
-ANALYSED = ("all labels", "partial, ignored")  # seed 0's models of these are analysed below
+# seed 0's models of these settings are analysed below
+ANALYSED = ("all labels", "partial, ignored")
 outcomes = run_many({(setting, seed): Run(
     experiment(setting, seed), data=splits, **RERUN,
     collect=logits_and_backbone if seed == 0 and setting in ANALYSED else None)
@@ -687,7 +688,7 @@ ENRICHED = {"known": P["known"], "min_known_positives": 1}
 
 
 def one_positive_kept(seed: int) -> ExperimentConfig:
-    """The partial setting, at its tuned rate, with one known positive kept per image."""
+    """The partial setting, at its tuned rate, with one known positive per image."""
     cfg = experiment("partial, ignored", seed)
     cfg.name, cfg.data.protocol_args = f"partial-one_positive-seed{seed}", ENRICHED
     return cfg

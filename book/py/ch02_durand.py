@@ -347,7 +347,8 @@ def run(name: str, protocol: str, args: dict, *, loss: str = "bce",
 
 
 def relabeling_steps(result) -> list[dict]:
-    return next(h for h in result.trainer.hooks if isinstance(h, CurriculumRelabeling)).steps
+    hooks = result.trainer.hooks
+    return next(h for h in hooks if isinstance(h, CurriculumRelabeling)).steps
 
 
 results: dict[tuple, list[dict]] = {}  # test metrics of each setting, one per seed
@@ -595,7 +596,8 @@ tuning = {q: DataSplits(train=fit_part, test=Subset(
     labels.partial(val_part.labels, q, seed=derive_seed(0, 0x7A2)))) for q in TUNED}
 trials = run_many({(loss, q, f): run(f"tune-{loss}-{q}-x{f}", "partial", {"known": q},
                                      loss=loss, lr_factor=f, data=tuning[q])
-                   for q in TUNED for loss in ("bce", "partial_bce") for f in LR_FACTORS})
+                   for q in TUNED for loss in ("bce", "partial_bce")
+                   for f in LR_FACTORS})
 tuning_map = {(loss, q): {f: trials[loss, q, f].metrics["mAP"] for f in LR_FACTORS}
               for q in TUNED for loss in ("bce", "partial_bce")}
 tuned_factor = {k: max(scores, key=scores.get) for k, scores in tuning_map.items()}

@@ -118,7 +118,8 @@ from mlrobust.config import (DataConfig, ExperimentConfig, LossConfig,
                              ModelConfig, TrainConfig)
 from mlrobust.data import DataSplits, Subset, extract_features, hold_out
 from mlrobust.engine import resolve_device
-from mlrobust.experiments import Run, build_data, frozen_backbone, run_experiment, run_many
+from mlrobust.experiments import (Run, build_data, frozen_backbone, run_experiment,
+                                  run_many)
 from mlrobust.seeding import derive_seed
 from mlrobust.methods.pene import (GoldCorrectedMethod,
                                    corrected_probabilities, estimate_corruption,
@@ -727,10 +728,10 @@ for seed in SEEDS:
     memo_data = DataSplits(train=memo_set, test=memo_test, val=memo_test)
     memo_runs["ASL", seed] = Run(config("memo-asl", seed, **memo_config), memo_data,
                                  train_labels=memo_set.labels, write=FULL, resume=FULL)
-    memo_runs["GALC-SLR", seed] = Run(config("memo-galc", seed, **memo_config), memo_data,
-                                      train_labels=memo_set.labels, write=FULL,
-                                      resume=FULL,
-                                      method=GoldCorrectedMethod(c_estimate, is_gold))
+    memo_runs["GALC-SLR", seed] = Run(
+        config("memo-galc", seed, **memo_config), memo_data,
+        train_labels=memo_set.labels, write=FULL, resume=FULL,
+        method=GoldCorrectedMethod(c_estimate, is_gold))
 for (name, _), run in run_many(memo_runs).items():
     curves[name].append([h["val_mAP"] for h in run.history])
 

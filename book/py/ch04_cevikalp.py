@@ -412,8 +412,8 @@ def train(cfg: ExperimentConfig, data, observed, test_set, **kwargs):
 
 
 def planned(cfg: ExperimentConfig, data, observed, test_set, collect) -> Run:
-    """A run of :func:`train` for `run_many`, which trains runs side by side; ``collect``
-    picks what to keep of the finished run."""
+    """A run of :func:`train` for `run_many`, which trains runs side by side;
+    ``collect`` picks what to keep of the finished run."""
     return Run(cfg, data=DataSplits(train=data, test=test_set), train_labels=observed,
                write=FULL, resume=FULL, collect=collect)
 

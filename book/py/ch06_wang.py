@@ -460,7 +460,8 @@ def logits_and_model(result):
 
 
 R: dict[tuple, list] = {}
-# (test logits, trained network) kept for the analyses below: first seed, lowest proportion
+# (test logits, trained network) kept for the analyses below: first seed, lowest
+# proportion
 KEEP: dict[str, tuple] = {}
 outcomes = run_many(
     {
@@ -468,7 +469,11 @@ outcomes = run_many(
             config(f"table2-{share}", variant, BEST_LR[variant], seed),
             observed(share, seed),
             test,
-            collect=logits_and_model if seed == SEEDS[0] and share == KNOWN[0] else None,
+            collect=(
+                logits_and_model
+                if seed == SEEDS[0] and share == KNOWN[0]
+                else None
+            ),
         )
         for seed in SEEDS
         for share in KNOWN
@@ -1041,7 +1046,11 @@ def per_image_run(lr: float, seed: int, share: float, test_set) -> Run:
 
 
 trials = run_many(
-    {(lr, share): per_image_run(lr, 0, share, val) for lr in LRS for share in TUNE_KNOWN}
+    {
+        (lr, share): per_image_run(lr, 0, share, val)
+        for lr in LRS
+        for share in TUNE_KNOWN
+    }
 )
 tuned_per_image = {
     lr: np.mean([trials[lr, share].metrics["mAP"] for share in TUNE_KNOWN])
