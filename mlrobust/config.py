@@ -67,9 +67,11 @@ class ModelConfig(Options):
     head: str = "gap"  # "gap" or "classmap"
     head_args: dict[str, Any] = field(default_factory=dict)  # e.g. {"pooling": "weldon", "dropout": 0.2}
     gnn_steps: int = 0  # > 0: the label GNN of Durand et al. 2019 on the logits (T = 3 in the paper)
+    freeze_at: int = 0  # > 0: the backbone's stem and first freeze_at - 1 stages stay fixed (Detectron2's FREEZE_AT)
 
     def validate(self) -> None:
         check(self.gnn_steps >= 0, self.key("gnn_steps"), self.gnn_steps, ">= 0")
+        check(self.freeze_at >= 0, self.key("freeze_at"), self.freeze_at, ">= 0")
 
 
 @dataclass

@@ -104,9 +104,13 @@ def build_model(cfg: ExperimentConfig, splits: DataSplits) -> MultiLabelNet:
     if on_features != (cfg.model.backbone == "features"):
         raise ConfigError("model.backbone must be 'features' exactly when the data are precomputed feature maps; "
                           f"got backbone {cfg.model.backbone!r} with {'feature maps' if on_features else 'images'}")
+    if on_features and cfg.model.freeze_at:
+        raise ConfigError(f"model.freeze_at={cfg.model.freeze_at} needs a backbone to freeze; on precomputed feature "
+                          "maps only the head is trained: set freeze_at=0")
     if not on_features:
         return create_model(cfg.model.backbone, len(splits.classes), head=cfg.model.head,
-                            weights=resolve_weights(cfg.model.weights), gnn_steps=cfg.model.gnn_steps, **cfg.model.head_args)
+                            weights=resolve_weights(cfg.model.weights), gnn_steps=cfg.model.gnn_steps,
+                            freeze_at=cfg.model.freeze_at, **cfg.model.head_args)
     head = create_head(cfg.model.head, splits.train.num_features, len(splits.classes), **cfg.model.head_args)
     return MultiLabelNet(nn.Identity(), head, create_refine(len(splits.classes), cfg.model.gnn_steps))
 
@@ -245,7 +249,9 @@ K = TypeVar("K", bound=Hashable)
 class Run:
     """One run of :func:`run_many`: :func:`run_experiment`'s arguments, and ``collect``, a
     function of the finished :class:`RunResult` that picks what to keep beyond the metrics
-    (predictions, a hook's statistics; it must return something picklable)."""
+    (predictions, a hook's statistics; it must return something picklable). In a worker
+    process the run trains a copy of ``method`` and ``hooks``: what they record after
+    training is read through ``collect``, not from the objects passed here."""
 
     cfg: ExperimentConfig
     data: DataSplits | None = None

@@ -158,8 +158,10 @@ def shipped_path(name: str = "cnn_s-objects32") -> Path:
     return WEIGHTS_DIR / SHIPPED[name].file
 
 
-def load_shipped(name: str = "cnn_s-objects32") -> nn.Module:
-    """The shipped backbone ``name``, after checking the file's SHA-256 against :data:`SHIPPED`."""
+def checked_shipped_path(name: str = "cnn_s-objects32") -> Path:
+    """The file of the shipped backbone ``name`` after checking its SHA-256 against
+    :data:`SHIPPED`. Builds no model, so it draws no random numbers: a run that names its
+    weights starts from the same initialisation as one that gives the file's path."""
     path = shipped_path(name)
     if not path.is_file():
         raise FileNotFoundError(f"shipped weights {path} are missing: rebuild them with `make pretrain`")
@@ -167,6 +169,12 @@ def load_shipped(name: str = "cnn_s-objects32") -> nn.Module:
     if found != SHIPPED[name].sha256:
         raise ValueError(f"{path} has SHA-256 {found}, expected {SHIPPED[name].sha256}: the file is "
                          "corrupt or was changed; restore it from git or rebuild it with `make pretrain`")
+    return path
+
+
+def load_shipped(name: str = "cnn_s-objects32") -> nn.Module:
+    """The shipped backbone ``name``, after checking the file's SHA-256 against :data:`SHIPPED`."""
+    path = checked_shipped_path(name)
     return create_backbone(SHIPPED[name].config.backbone, weights=path).eval()
 
 
@@ -176,14 +184,13 @@ RANDOM = "random"
 
 def resolve_weights(weights: str | Path | None) -> Path | None:
     """A backbone's ``weights`` setting as a file: the name of a shipped backbone (its file,
-    after the hash check of :func:`load_shipped`), a local path, or None or ``"random"``
+    after the hash check of :func:`checked_shipped_path`), a local path, or None or ``"random"``
     (random weights: a chapter's parameter None means "the scale's preset", so a reader who
     wants random weights there says ``"random"``)."""
     if weights is None or str(weights) == RANDOM:
         return None
     if str(weights) in SHIPPED:
-        load_shipped(str(weights))  # checks the file's hash; a bad file fails here, by name
-        return shipped_path(str(weights))
+        return checked_shipped_path(str(weights))
     return Path(weights)
 
 

@@ -90,3 +90,18 @@ def test_weights_by_name_path_or_random() -> None:
 def test_pretrain_config_refuses_bad_values() -> None:
     with pytest.raises(ValueError, match="pretrain.epochs"):
         pretrained.PretrainConfig(epochs=0)
+
+
+def test_a_run_starts_from_the_same_weights_whether_it_names_its_weights_or_gives_the_path() -> None:
+    # Checking the shipped file's hash must not draw random numbers inside the run's seeded
+    # initialisation (it once built a whole backbone), or the head starts elsewhere.
+    from mlrobust.config import ExperimentConfig
+    from mlrobust.experiments import _initial_model, build_data
+
+    def initial(weights: str) -> dict[str, torch.Tensor]:
+        cfg = ExperimentConfig.from_dict({"data": {"n_train": 16, "n_test": 16}, "model": {"weights": weights}})
+        return _initial_model(cfg, build_data(cfg.data)).state_dict()
+
+    by_name, by_path = initial("cnn_s-objects32"), initial(str(pretrained.shipped_path("cnn_s-objects32")))
+    assert by_name.keys() == by_path.keys()
+    assert all(torch.equal(by_name[k], by_path[k]) for k in by_name)

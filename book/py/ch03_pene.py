@@ -84,6 +84,7 @@ data_root = None
 device = None
 backbone = None
 weights = None
+freeze_at = None
 image_size = None
 n_train = None
 n_test = None
@@ -132,7 +133,8 @@ from mlrobust.notebook import (claims_checked, floats, fmt_mean_std, ints,
 
 P = resolve_parameters("ch03_pene", scale, dict(
     dataset=dataset, data_root=data_root, device=device, backbone=backbone,
-    weights=weights, image_size=image_size, n_train=n_train, n_test=n_test,
+    weights=weights, freeze_at=freeze_at, image_size=image_size,
+    n_train=n_train, n_test=n_test,
     n_val=n_val, frozen=frozen, epochs=epochs, batch_size=batch_size, lr=lr,
     schedule=schedule, n_seeds=n_seeds, noise_levels=noise_levels,
     ablation_noise=ablation_noise,
@@ -312,7 +314,8 @@ def config(name: str, seed: int, *, finetune: bool = False,
                           image_size=P["image_size"], n_train=P["n_train"],
                           n_test=P["n_test"], augment="none" if on_features else "flip")
     cfg.model = ModelConfig(backbone="features" if on_features else P["backbone"],
-                            weights=None if on_features else weights_file, head="gap")
+                            weights=None if on_features else weights_file,
+                            freeze_at=0 if on_features else P["freeze_at"], head="gap")
     # gamma_pos 0, gamma_neg 4, clip 0.05, constant weights, sum
     cfg.loss = LossConfig("asl")
     cfg.train = TrainConfig(epochs=epochs or P["epochs"], batch_size=P["batch_size"],
@@ -700,7 +703,7 @@ claims.paper("a smaller gold set lowers GALC-SLR's mAP", e.detected(-1), measure
 # Pene et al. always take the last model, because a network trained on noisy labels first
 # learns the easy, mostly correct patterns and then memorises the noise: its test mAP peaks and
 # declines. A frozen backbone cannot memorise, so this experiment fine-tunes the pretrained
-# network end to end, on a subset, evaluating every epoch: ASL on the noisy training set, and
+# network (all but its stem and first stage, as in chapter 1), on a subset, evaluating every epoch: ASL on the noisy training set, and
 # GALC-SLR's gold classifier with the matrix estimated above. The learning rate is constant
 # here: in so few epochs a decaying schedule freezes the network before it memorises (the
 # paper's 80 epochs leave it the time).

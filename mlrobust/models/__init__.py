@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from .backbones import BACKBONES, SmallCNN, create_backbone, load_backbone_weights, register_backbone
+from .freeze import FrozenBatchNorm2d, freeze_stages
 from .gnn import LabelGNN
 from .heads import (HEADS, POOLINGS, ClassMapHead, GAPHead, SaliencyPooling, WeldonPooling, create_head,
                     register_pooling)
@@ -15,7 +16,7 @@ from .heads import (HEADS, POOLINGS, ClassMapHead, GAPHead, SaliencyPooling, Wel
 __all__ = [
     "MultiLabelNet", "create_model", "create_refine", "create_backbone", "create_head", "load_backbone_weights",
     "register_backbone", "register_pooling", "BACKBONES", "HEADS", "POOLINGS", "SmallCNN",
-    "GAPHead", "ClassMapHead", "WeldonPooling", "SaliencyPooling", "LabelGNN",
+    "GAPHead", "ClassMapHead", "WeldonPooling", "SaliencyPooling", "LabelGNN", "FrozenBatchNorm2d", "freeze_stages",
 ]
 
 
@@ -56,10 +57,11 @@ class MultiLabelNet(nn.Module):
 
 
 def create_model(backbone: str, num_classes: int, *, head: str = "gap", weights: str | Path | None = None,
-                 in_chans: int = 3, gnn_steps: int = 0, **head_args: object) -> MultiLabelNet:
+                 in_chans: int = 3, gnn_steps: int = 0, freeze_at: int = 0, **head_args: object) -> MultiLabelNet:
     """A multi-label network: ``create_backbone(backbone, weights=...)`` plus a head, plus
-    the label GNN of Durand et al. 2019 on the logits when ``gnn_steps > 0``."""
-    body = create_backbone(backbone, weights=weights, in_chans=in_chans)
+    the label GNN of Durand et al. 2019 on the logits when ``gnn_steps > 0``; the backbone's
+    stem and first ``freeze_at - 1`` stages are frozen (:func:`freeze_stages`)."""
+    body = freeze_stages(create_backbone(backbone, weights=weights, in_chans=in_chans), freeze_at)
     return MultiLabelNet(body, create_head(head, body.num_features, num_classes, **head_args),
                          create_refine(num_classes, gnn_steps))
 

@@ -53,6 +53,10 @@ class SmallCNN(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return self.body(x)
 
+    def stage_starts(self) -> list[str]:
+        """Where each stage after the stem begins (``model.freeze_at``)."""
+        return [f"body.{i}" for i in range(1, len(self.body), 2)]
+
 
 @register_backbone("cnn_s")
 def cnn_s(in_chans: int = 3) -> nn.Module:
@@ -82,6 +86,16 @@ class TimmBackbone(nn.Module):
         self.num_features = self.model.num_features
         self.output_fmt = str(getattr(self.model, "output_fmt", "NCHW"))
         self.num_prefix_tokens = int(getattr(self.model, "num_prefix_tokens", 0))
+
+    def stage_starts(self) -> list[str]:
+        """Where each feature level after the first begins, as timm's ``feature_info`` names
+        them (for ResNets: ``layer1``..``layer4``, the first level being the stem), for
+        ``model.freeze_at``."""
+        info = getattr(self.model, "feature_info", None)
+        if not info:
+            raise ValueError(f"timm model {self.name!r} has no feature_info, so model.freeze_at cannot "
+                             "find its stages; use freeze_at=0")
+        return [f"model.{level['module']}" for level in info[1:]]
 
     def forward(self, x: Tensor) -> Tensor:
         f = self.model.forward_features(x)
