@@ -314,6 +314,12 @@ class LrTuning:
     lr: float
     scores: dict[float, float]
 
+    @property
+    def at_grid_end(self) -> bool:
+        """Whether the chosen factor is the smallest or the largest tried: a wider grid
+        might have done better, so a chapter says so."""
+        return len(self.scores) > 1 and self.factor in (min(self.scores), max(self.scores))
+
 
 def tune_lr(cfg: ExperimentConfig, factors: Sequence[float], data: DataSplits, n_val: int, seed: int,
             metric: str = "mAP", workers: int | None = None) -> LrTuning:

@@ -42,6 +42,7 @@ def test_the_best_validation_score_wins_and_the_test_set_is_never_seen(tmp_path,
     tuned = experiments.tune_lr(cfg, [10, 1, 3], data, n_val=15, seed=4)
     assert (tuned.factor, tuned.lr) == (3, pytest.approx(0.3))
     assert list(tuned.scores) == [1, 3, 10]
+    assert not tuned.at_grid_end
     assert cfg.train.lr == 0.1, "the caller's config was changed"
     for trial, split, write in fake.calls:
         assert write is False
@@ -58,7 +59,9 @@ def test_the_best_validation_score_wins_and_the_test_set_is_never_seen(tmp_path,
 
 def test_ties_go_to_the_smallest_factor_and_bad_factors_are_refused(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(experiments, "run_experiment", _Recorder(lambda lr: 50.0))
-    assert experiments.tune_lr(_config(tmp_path), [4, 2, 8], _data(), n_val=10, seed=0).factor == 2
+    tied = experiments.tune_lr(_config(tmp_path), [4, 2, 8], _data(), n_val=10, seed=0)
+    assert tied.factor == 2 and tied.at_grid_end  # the smallest factor tried: the grid's end
+    assert not experiments.LrTuning(1, 0.1, {1: 50.0}).at_grid_end  # one factor: no grid
     for bad in ([], [1, -2]):
         with pytest.raises(ConfigError, match=r"tune_lr: factors must be positive numbers"):
             experiments.tune_lr(_config(tmp_path), bad, _data(), n_val=10, seed=0)

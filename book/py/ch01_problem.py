@@ -569,6 +569,8 @@ if len(LR_FACTORS) > 1:
         caption=f"Validation mAP (%) per learning rate: {P['n_val']} held-out "
                 f"training images of {P['dataset']}, labels through each setting's "
                 "protocol, seed 0"))
+    at_end = [s for s, t in tuning.items() if t.at_grid_end]
+    print(f"chosen at an end of the grid: {', '.join(at_end) or 'none'}")
 
 # %% [markdown]
 # The runs are independent, so `run_many` runs them side by side, one single-threaded process

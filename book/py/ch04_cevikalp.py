@@ -411,11 +411,12 @@ def train(cfg: ExperimentConfig, data, observed, test_set, **kwargs):
     )
 
 
-def planned(cfg: ExperimentConfig, data, observed, test_set, collect) -> Run:
+def planned(cfg: ExperimentConfig, data, observed, test_set, collect,
+            method=None) -> Run:
     """A run of :func:`train` for `run_many`, which trains runs side by side;
     ``collect`` picks what to keep of the finished run."""
     return Run(cfg, data=DataSplits(train=data, test=test_set), train_labels=observed,
-               write=FULL, resume=FULL, collect=collect)
+               method=method, write=FULL, resume=FULL, collect=collect)
 
 
 def top3(result, test_set) -> dict[str, float]:
@@ -466,6 +467,13 @@ for name in LOSSES:
     BEST_LR[name] = max(
         (lr for (n, lr) in tuning if n == name), key=lambda lr: tuning[name, lr]
     )
+at_end = [
+    name
+    for name, (loss, _) in LOSSES.items()
+    if len(grid := BCE_LRS if loss == "bce" else LRS) > 1
+    and BEST_LR[name] in (min(grid), max(grid))
+]
+print(f"learning rate chosen at an end of the grid: {', '.join(at_end) or 'none'}")
 markdown_table(
     [
         "loss",
@@ -898,54 +906,57 @@ for seed in SEEDS:
 # %%
 ss_images_in = Subset(ss_images, in_set)
 ss_test_img = Subset(ss_test_images, ss_test_index)
+n_labelled = round(P["ss_labelled"] * n_in)
+OBSERVED = {
+    seed: labels.semi_supervised(ss_images_in.labels, n_labelled, seed=2000 + seed)
+    for seed in SEEDS
+}
+
+
+def scratch_accuracy(result) -> float:
+    return accuracy(result, ss_test_img)
+
+
+def accuracy_and_weights(result) -> tuple[float, dict]:
+    """The test accuracy and the trained weights (SS-RML continues from them)."""
+    state = result.trainer.module.state_dict()
+    return scratch_accuracy(result), {k: v.clone() for k, v in state.items()}
+
+
+def accuracy_and_refreshes(result) -> tuple[float, list[dict]]:
+    """The test accuracy and what each refresh of the pseudo-labels measured."""
+    return scratch_accuracy(result), result.trainer.method.propagation.refreshes
+
+
+# the supervised runs side by side, then SS-RML from each seed's RML network
+plan = {}
 for seed in SEEDS:
-    observed = labels.semi_supervised(
-        ss_images_in.labels, round(P["ss_labelled"] * n_in), seed=2000 + seed
-    )
-    labelled = (observed != 0).any(dim=1).nonzero()[:, 0]
+    labelled = (OBSERVED[seed] != 0).any(dim=1).nonzero()[:, 0]
     for name, (loss, _) in SUPERVISED.items():
         lr = P["scratch_lr"] * (1 if loss == "softmax_ce" else 0.1)
-        cfg = config(
-            "scratch-sup",
-            loss,
-            lr,
-            seed,
-            epochs=P["scratch_epochs"],
-            features=False,
-            batch=32,
-        )
-        result = train(
-            cfg, Subset(ss_images_in, labelled), observed[labelled], ss_test_img
-        )
-        A.setdefault((name, "random init"), []).append(accuracy(result, ss_test_img))
-        if name == "RML":
-            warm = {k: v.clone() for k, v in result.trainer.module.state_dict().items()}
-    method = SSRMLMethod(
-        observed,
-        refresh_every=max(1, P["scratch_ss_epochs"] // 2),
-        init_state=warm,
-        truth=ss_images_in.labels,
-    )
-    cfg = config(
-        "scratch-ss",
-        "rml",
-        P["scratch_lr"] * 0.1,
-        seed,
-        epochs=P["scratch_ss_epochs"],
-        features=False,
-    )
-    result = train(cfg, ss_images_in, observed, ss_test_img, method=method)
-    A.setdefault(("SS-RML", "random init", "median"), []).append(
-        accuracy(result, ss_test_img)
-    )
+        cfg = config("scratch-sup", loss, lr, seed, epochs=P["scratch_epochs"],
+                     features=False, batch=32)
+        plan[seed, name] = planned(
+            cfg, Subset(ss_images_in, labelled), OBSERVED[seed][labelled], ss_test_img,
+            collect=accuracy_and_weights if name == "RML" else scratch_accuracy)
+supervised = run_many(plan)
+semi = run_many({seed: planned(
+    config("scratch-ss", "rml", P["scratch_lr"] * 0.1, seed,
+           epochs=P["scratch_ss_epochs"], features=False),
+    ss_images_in, OBSERVED[seed], ss_test_img, collect=accuracy_and_refreshes,
+    method=SSRMLMethod(OBSERVED[seed], init_state=supervised[seed, "RML"].collected[1],
+                       refresh_every=max(1, P["scratch_ss_epochs"] // 2),
+                       truth=ss_images_in.labels))
+    for seed in SEEDS})
+for seed in SEEDS:
+    for name in SUPERVISED:
+        got = supervised[seed, name].collected
+        A.setdefault((name, "random init"), []).append(got[0] if name == "RML" else got)
+    acc, refreshes = semi[seed].collected
+    A.setdefault(("SS-RML", "random init", "median"), []).append(acc)
     PROP.setdefault(("SS-RML", "random init", "median"), []).append(
-        {
-            "precision": method.propagation.refreshes[-1].get("precision", math.nan),
-            "curve": [
-                r.get("precision", math.nan) for r in method.propagation.refreshes
-            ],
-        }
-    )
+        {"precision": refreshes[-1].get("precision", math.nan),
+         "curve": [r.get("precision", math.nan) for r in refreshes]})
 
 # %%
 PAPER_T1 = {

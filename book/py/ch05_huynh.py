@@ -499,6 +499,9 @@ for name, (method, args) in METHODS.items():
         tuning[name, lr, th] = result.metrics["mAP"]
     BEST[name] = max(((lr, th) for (n, lr, th) in tuning if n == name),
                      key=lambda key: tuning[(name, *key)])
+ENDS = (min(LRS), max(LRS)) if len(LRS) > 1 else ()  # a wider grid may do better
+at_end = [n for n, (lr, _) in BEST.items() if lr in ENDS]
+print(f"learning rate chosen at an end of the grid: {', '.join(at_end) or 'none'}")
 markdown_table(["method", "learning rate", "θ", "validation mAP", "chosen"],
                [[n, f"{lr:g}", "" if th is None else f"{th:g}", f"{v:.2f}",
                  "✓" if BEST[n] == (lr, th) else ""]
@@ -1188,6 +1191,9 @@ if ATTR is not None:
                          variant=f"rho{hardest:g}" + ("" if a is None else f"-a{a:g}"))
             A_TUNE[name, lr] = train(cfg, A_VAL, obs, method).metrics["mAP"]
         A_BEST[name] = max(LRS, key=lambda lr: A_TUNE[name, lr])
+    at_end = [n for n, lr in A_BEST.items() if lr in ENDS]
+    print("attributes, learning rate chosen at an end of the grid: "
+          f"{', '.join(at_end) or 'none'}")
     AR: dict[tuple, list] = {}
     for seed in SEEDS:
         for rho in MISSING:
