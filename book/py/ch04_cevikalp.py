@@ -474,6 +474,10 @@ at_end = [
     and BEST_LR[name] in (min(grid), max(grid))
 ]
 print(f"learning rate chosen at an end of the grid: {', '.join(at_end) or 'none'}")
+spread = {n: max(v for (m, _), v in tuning.items() if m == n)
+          - min(v for (m, _), v in tuning.items() if m == n) for n in LOSSES}
+print("validation range over the grid (best - worst, points): "
+      + ", ".join(f"{n} {r:.1f}" for n, r in spread.items()))
 markdown_table(
     [
         "loss",
@@ -578,13 +582,13 @@ for eta in NOISE:
         effect = paired(
             values(("WARP", size, eta), "CF1"), values(("RML", size, eta), "CF1")
         )
-        # not detected at the lower level with the smaller subsample (see the text)
+        # with WARP's learning rate tuned too, RML is not ahead anywhere (see the text)
         if eta > 0:
             claims.paper(
                 f"RML > WARP in top-3 CF1, {eta:.0%} corrupted, "
                 f"{size:.0%} of the data",
                 effect.detected(),
-                expect=eta == top_noise or size == big,
+                expect=False,
                 measured=effect,
                 paper="Fig. 3: RML above WARP at every level",
             )
@@ -612,13 +616,16 @@ claims.paper(
 );
 
 # %% [markdown]
-# In top-3 CF1, the metric the released code tunes for, RML is above WARP by more than the
-# seed spread at the highest corruption level with either subsample, and at the lower level
-# with the larger one, as the paper reports; at the lower level with the smaller subsample the
-# difference is within the spread. (A verdict near its boundary is *borderline*: the claims
+# In top-3 CF1, the metric the released code tunes for, RML is **not** above WARP at any
+# corruption level here: each difference is within its seed spread or favours WARP, so the
+# ordering of the paper's Figure 3 is not reproduced. The control decides it. WARP's
+# validation score keeps rising as its learning rate goes down to the second-smallest rate of
+# the grid (the tuning table), so a grid that stops higher leaves WARP with too large a step
+# and hands RML an advantage that is the learning rate's, not the loss's; RML's validation
+# score hardly moves across the grid (the range printed under the table), so its choice at the
+# grid's lower end is a near tie. (A verdict near its boundary is *borderline*: the claims
 # table marks it where it crosses, since the last bits of another machine can tip it.) In
-# **mAP** the picture reverses: RML falls below WARP under
-# heavy corruption. A ranking loss orders labels *within* an image — what top-3 metrics
+# **mAP** RML falls far below WARP under heavy corruption. A ranking loss orders labels *within* an image — what top-3 metrics
 # score — while mAP orders images *within* a class. Which part of RML costs mAP? We isolate it
 # at the highest noise level with three variants: RML without the $\kappa$ term (the ramp on
 # pairs only), the $\kappa$ term with a hinge instead of the ramp (`beta=0`, an unbounded
@@ -687,16 +694,26 @@ claims.ours(
     "hard ramp",
     code_vs_paper.detected(),
     measured=code_vs_paper,
+)
+hinge = paired(
+    values(("RML", big, top_noise), "mAP"),
+    values(("hinge instead of ramp (beta = 0)", big, top_noise), "mAP"),
+)
+claims.ours(
+    "with a hinge in place of its ramp, the kappa term no longer costs the mAP: "
+    "the hinge variant beats RML",
+    hinge.detected(),
+    measured=hinge,
 );
 
 # %% [markdown]
-# The culprit is the **per-label $\kappa$ term**: without it RML matches WARP's mAP. Its hard
-# ramp is one cause — once a positive's score falls below $s$ it receives no gradient at all,
-# from either a wrong label or a hard right one — but an unbounded hinge in its place does not
-# recover the mAP either, while the released code's soft ramp does. Rare classes
-# whose positives start below the ramp are given up, which a per-image top-3 metric hardly
-# notices and a per-class mAP does. The released code's slope of 0.1 keeps a pull on them —
-# an implementation detail that changes the paper's conclusion on mAP.
+# The culprit is the **per-label $\kappa$ term with its hard ramp**: without the term RML's
+# mAP rises, and with the term kept but an unbounded hinge in place of the ramp it rises too
+# (the variants table). Once a positive's score falls below $s$ the hard ramp gives it no
+# gradient at all, from a wrong label or a hard right one alike: rare classes whose positives
+# start below the ramp are given up, which a per-image top-3 metric hardly notices and a
+# per-class mAP does. The released code's slope of 0.1 past $s$ keeps a small pull on them and
+# recovers part of the mAP — an implementation detail the paper does not mention.
 #
 # ### What a mislabelled image can do to the gradient
 #
@@ -1142,15 +1159,19 @@ claims.table(
 # * RML is WARP with a bounded loss and a per-label margin term; its gradient is the paper's
 #   Eq. 7-8, zero for any pair or label past the ramp.
 # * WARP's sampled rank is a coarse, noisy estimate, tamed by the logarithmic weight.
-# * Under heavily corrupted labels RML keeps a higher top-3 F1 than WARP, as the paper
-#   reports; its mAP falls far below WARP's, through the per-label $\kappa$ term (its hard
-#   ramp gives up on hard positives) — the released code's soft ramp avoids that.
+# * With each loss's learning rate tuned on a validation split, RML does not keep a higher
+#   top-3 F1 than WARP under corrupted labels, as the paper reports it does; its mAP falls far
+#   below WARP's, through the per-label $\kappa$ term (its hard ramp gives up on hard
+#   positives; a hinge in its place does not) — the released code's soft ramp recovers part
+#   of it.
 # * Label propagation does not help here: about half its pseudo-labels are wrong, and the heat
 #   kernel hardly tells foreign images apart in this feature space.
 #
 # ## Exercises
 #
-# 1. Set `noise_levels="0,0.2,0.4,0.6"`. Does RML's top-3 advantage keep growing?
+# 1. Set `noise_levels="0,0.2,0.4,0.6"`. Does RML overtake WARP in top-3 F1 at 60 %?
+#    Then set `lrs="0.001,0.003,0.01"`: how does the comparison change when WARP's learning
+#    rate cannot go below 0.001?
 # 2. Replace the median bandwidth with `t=0.5` times it in `SSRMLMethod`. Do distractor
 #    scenes get lower weights, and does the accuracy change?
 # 3. Show that $\mathbb{E}[q] = (n + 1)/(v + 1)$ for the first of $v$ marked items in a random
