@@ -47,7 +47,7 @@ from .methods import BENCH_CASES, BenchCase, SupervisedMethod
 from .models import create_model
 
 __all__ = ["BenchResult", "BenchSettings", "BenchTable", "time_step",
-           "bench_train_step", "bench_inference", "bench_loading", "bench_render", "bench_methods", "run_bench",
+           "bench_train_step", "bench_inference", "bench_frozen", "bench_loading", "bench_render", "bench_methods", "run_bench",
            "device_name", "format_table", "format_report"]
 
 RATIO_TARGET = 1.10  # the project's target: every method's step at most 1.10x the BCE step
@@ -176,14 +176,16 @@ def _model(s: BenchSettings, model_args: dict[str, Any] | None = None) -> torch.
         return create_model(s.backbone, s.num_classes, **(model_args or {}))
 
 
-def _trainer(s: BenchSettings, method: Method, model_args: dict[str, Any] | None = None) -> Trainer:
+def _trainer(s: BenchSettings, method: Method, model_args: dict[str, Any] | None = None,
+             cache_frozen: bool = False) -> Trainer:
     """The project's Trainer on one random batch, built as a run builds it (device,
     channels_last, compile, optimiser), so a step costs what it costs in training."""
     images, labels = _random_batch(s)
     model = _model(s, model_args)
     # a small constant lr: random labels must not drive the weights to inf/NaN over the steps
     cfg = TrainConfig(epochs=1, batch_size=s.batch_size, lr=1e-3, schedule="constant", device=str(s.dev),
-                      amp=s.amp, channels_last=s.channels_last, compile=s.compile, progress=False, checkpoint=False)
+                      amp=s.amp, channels_last=s.channels_last, compile=s.compile, progress=False, checkpoint=False,
+                      cache_frozen=cache_frozen)
     data = TensorImages(images, labels, [f"class{c}" for c in range(s.num_classes)])
     return Trainer(model, method, data, labels, cfg)
 
@@ -237,6 +239,37 @@ def bench_inference(backbone: str = "cnn_s", image_size: int = 32, batch_size: i
             forward(pre(images))
 
     return s.row("inference (eval forward)", time_step(step, dev, s.steps, s.warmup))
+
+
+def _stored_maps_step(trainer: Trainer) -> Callable[[], None]:
+    """One training step on the trainer's batch with ``cache_frozen``: the batch is built
+    from the stored maps at every call (the gather is part of the step), as in training."""
+    index = torch.arange(len(trainer.train_set))
+    trainer.prepare_frozen_maps()  # once, outside the timing: a run computes them once too
+
+    def step() -> None:
+        trainer.train_step(trainer.training_batch(index))
+
+    return step
+
+
+def bench_frozen(settings: BenchSettings | None = None, freeze_at: int = 2, rounds: int = 3) -> list[BenchResult]:
+    """The BCE training step with every layer trained, with ``model.freeze_at``, and with
+    the frozen layers' maps stored (``train.cache_frozen``; only for backbones that can be
+    split there, such as ``cnn_s``), as ratios to the first; timed in interleaved rounds
+    as :func:`bench_methods` does."""
+    s = settings or BenchSettings()
+    bce = SupervisedMethod(losses.create_loss("bce"))
+    cases = [("train step, every layer", _train_step(_trainer(s, bce))),
+             (f"train step, freeze_at {freeze_at}", _train_step(_trainer(s, bce, {"freeze_at": freeze_at})))]
+    stored = _trainer(s, bce, {"freeze_at": freeze_at}, cache_frozen=True)
+    if stored.prefix is not None:
+        cases.append((f"train step, freeze_at {freeze_at}, frozen maps stored", _stored_maps_step(stored)))
+    best = [math.inf] * len(cases)
+    for r in range(rounds):
+        for i, (_, step) in enumerate(cases):
+            best[i] = min(best[i], time_step(step, s.dev, s.steps, s.warmup if r == 0 else min(s.warmup, 1)))
+    return [s.row(what, t, ratio=None if i == 0 else t / best[0]) for i, ((what, _), t) in enumerate(zip(cases, best))]
 
 
 # --------------------------------------------------------------------------- method ratios
@@ -344,8 +377,9 @@ def _load_average() -> float | None:
 def run_bench(settings: BenchSettings | None = None, *, loss: str = "bce", methods: Sequence[str] | None = None,
               rounds: int = 3, dataset: str = "shapescenes", data_root: str | None = None, workers: int = 0,
               augment: Sequence[str] = ("none", "flip", "weak", "strong"),
-              dataset_args: dict[str, Any] | None = None) -> list[BenchTable]:
-    """The whole record: training and inference, data loading (one row per policy in
+              dataset_args: dict[str, Any] | None = None, frozen: int = 2) -> list[BenchTable]:
+    """The whole record: training and inference, the frozen layers' saving (``frozen``: the
+    ``freeze_at`` compared; 0 skips the table), data loading (one row per policy in
     ``augment``; none skips the table; ``dataset_args`` are the loader's options), and the
     method ratios (``methods``: None for all, empty to skip the table)."""
     s = settings or BenchSettings()
@@ -361,6 +395,13 @@ def run_bench(settings: BenchSettings | None = None, *, loss: str = "bce", metho
                          [bench_train_step(**knobs, loss=loss), bench_inference(**knobs)],
                          "A fixed random batch already on the device: data loading and augmentation excluded.",
                          load)]
+    if frozen:
+        load = _load_average()
+        tables.append(BenchTable(f"Frozen layers (model.freeze_at = {frozen})", {**s.describe(), "rounds": rounds},
+                                 bench_frozen(s, frozen, rounds),
+                                 "ratio_to_bce: time per image over that of the BCE step training every layer "
+                                 "(the first row). Stored maps: the frozen layers' output read from "
+                                 "train.cache_frozen's store, which a run computes once.", load))
     if augment:
         load = _load_average()
         rows = [bench_render(s.image_size, s.batch_size, s.device, s.steps, min(s.warmup, 1))] \

@@ -44,6 +44,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="method ratio table: 'all', 'none' or a comma list of method names "
                        "(a wrong name lists the valid ones)")
     bench.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds of the method table")
+    bench.add_argument("--frozen", type=int, default=2, metavar="K",
+                       help="model.freeze_at of the frozen-layers table (with and without stored maps); 0 skips it")
     bench.add_argument("--dataset", default="shapescenes", help="registered dataset of the loading table")
     bench.add_argument("--data-root", help="root of a dataset read from disk")
     bench.add_argument("--workers", type=int, default=0, help="DataLoader workers of the loading table")
@@ -127,7 +129,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     methods = {"all": None, "none": []}.get(args.methods, _comma_list(args.methods))
     tables = run_bench(settings, loss=args.loss, methods=methods, rounds=args.rounds, dataset=args.dataset,
                        data_root=args.data_root, workers=args.workers, augment=_comma_list(args.augment),
-                       dataset_args=_key_values(args.dataset_args))
+                       dataset_args=_key_values(args.dataset_args), frozen=args.frozen)
     report = format_report(tables, settings.dev)
     print(report, end="")
     if args.output:

@@ -35,9 +35,11 @@ from torch import Tensor, nn
 from . import labels as label_protocols
 from .config import ConfigError, DataConfig, ExperimentConfig, resume_conflicts
 from .data import DATASETS, DataSplits, LabelledDataset, Subset, create_dataset, hold_out
-from .engine import Hook, Method, Trainer, environment_report
+from .data.preprocess import Preprocess
+from .engine import Hook, Method, Trainer, environment_report, resolve_device
 from .engine.checkpoint import atomic_write_text, load_checkpoint
 from .engine.distributed import dist_info
+from .engine.frozen_cache import augment_unservable, frozen_maps
 from .engine.run_folder import open_run_folder, remove_run
 from .methods import MethodContext, build_method
 from .models import MultiLabelNet, create_backbone, create_head, create_model, create_refine
@@ -292,6 +294,7 @@ def run_many(runs: Mapping[K, Run], workers: int | None = None) -> dict[K, RunOu
     for run in runs.values():  # render once here rather than once per worker
         for dataset in (run.data.train, run.data.test, run.data.val) if run.data is not None else ():
             _fill_image_cache(dataset)
+        _fill_frozen_maps(run)
     outcomes = map_in_workers(_run_one, list(runs.values()), workers)
     return dict(zip(runs, outcomes))
 
@@ -303,6 +306,26 @@ def _fill_image_cache(dataset: LabelledDataset | None) -> None:
         dataset = dataset.base
     if getattr(dataset, "cache", False) and hasattr(dataset, "images"):
         dataset.images()
+
+
+def _fill_frozen_maps(run: Run) -> None:
+    """Compute the frozen layers' maps of a run with ``train.cache_frozen`` now, so forked
+    workers share one copy (the trainer prepares its network and input the same way and
+    finds them under the same key)."""
+    cfg = run.cfg
+    if (not cfg.train.cache_frozen or run.data is None or run.data.train.kind == "features"
+            or augment_unservable(cfg.data.augment)):
+        return
+    device = resolve_device(cfg.train.device)
+    model = _initial_model(cfg, run.data).to(device)
+    if cfg.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    try:
+        prefix, _ = model.split_frozen()
+    except ValueError:
+        return  # the run's trainer says why, with the run's name
+    frozen_maps(prefix, run.data.train, Preprocess(device, cfg.train.channels_last), device,
+                cfg.train.eval_batch_size)
 
 
 @dataclass(frozen=True)

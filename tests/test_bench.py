@@ -11,14 +11,15 @@ from dataclasses import fields
 import pytest
 import torch
 
-from mlrobust.bench import (BenchResult, BenchSettings, BenchTable, bench_inference, bench_loading,
+from mlrobust.bench import (BenchResult, BenchSettings, BenchTable, bench_frozen, bench_inference, bench_loading,
                             bench_methods, bench_train_step, format_report, format_table, time_step)
 from mlrobust.cli import main
 from mlrobust.data import DATASETS, DatasetBase
 from mlrobust.methods import BENCH_CASES
 
 TINY = {"batch_size": 4, "image_size": 32, "device": "cpu", "steps": 1, "warmup": 0}
-TITLES = ["## Training and inference", "## Data loading and augmentation", "## Method step time relative to BCE"]
+TITLES = ["## Training and inference", "## Frozen layers (model.freeze_at = 2)", "## Data loading and augmentation",
+          "## Method step time relative to BCE"]
 
 
 def _check_row(row: BenchResult, batch_size: int = 4) -> None:
@@ -44,6 +45,14 @@ def test_train_and_inference_rows() -> None:
         assert row.backbone == "cnn_s" and not row.amp and row.channels_last  # CPU: bf16 off, NHWC on
         assert row.ratio_to_bce is None
     assert train.what == "train step (asl)"
+
+
+def test_frozen_rows_compare_with_training_every_layer() -> None:
+    rows = bench_frozen(BenchSettings(**TINY), freeze_at=2, rounds=1)
+    assert [r.what for r in rows] == ["train step, every layer", "train step, freeze_at 2",
+                                      "train step, freeze_at 2, frozen maps stored"]
+    assert rows[0].ratio_to_bce is None and all(r.ratio_to_bce > 0 for r in rows[1:])
+    assert all(r.images_per_s > 0 for r in rows)
 
 
 def test_method_ratios_cover_every_case_and_baseline_has_none(monkeypatch) -> None:
@@ -126,15 +135,16 @@ def test_cli_writes_the_whole_record(tmp_path, capsys) -> None:
     for title in TITLES:
         assert title in text
     assert text.count("Device: ") == len(TITLES) and "Settings: backbone=cnn_s" in text
-    for what in ("train step (bce)", "inference", "render shapescenes", "augment flip", BENCH_CASES["galc"].label):
+    for what in ("train step (bce)", "inference", "frozen maps stored", "render shapescenes", "augment flip",
+                 BENCH_CASES["galc"].label):
         assert what in text
 
 
 def test_cli_skips_tables_and_reports_bad_names(tmp_path, capsys) -> None:
     args = ["bench", "--steps", "1", "--warmup", "0", "--batch-size", "4", "--device", "cpu"]
-    assert main([*args, "--methods", "none", "--augment", ""]) == 0
+    assert main([*args, "--methods", "none", "--augment", "", "--frozen", "0"]) == 0
     text = capsys.readouterr().out
-    assert TITLES[0] in text and TITLES[1] not in text and TITLES[2] not in text
+    assert TITLES[0] in text and not any(title in text for title in TITLES[1:])
     assert main([*args, "--methods", "asl,nope"]) == 2
     assert "nope" in capsys.readouterr().err
     assert main([*args, "--augment", "wild"]) == 2

@@ -17,8 +17,11 @@ def test_frozen_batch_norm_is_the_batch_norm_in_eval_mode() -> None:
     with torch.no_grad():
         bn.weight.uniform_(0.5, 2), bn.bias.normal_(), bn.running_mean.normal_(), bn.running_var.uniform_(0.5, 3)
     x = torch.randn(4, 5, 3, 3)
-    torch.testing.assert_close(FrozenBatchNorm2d(bn)(x), bn.eval()(x))
-    assert not list(FrozenBatchNorm2d(bn).parameters())
+    frozen = FrozenBatchNorm2d(bn)
+    assert torch.equal(frozen(x), bn.eval()(x))  # the same kernel, so the same bits
+    assert not list(frozen.parameters())
+    # a frozen model's state dict reads like the original's (less the step counter)
+    assert list(frozen.state_dict()) == [k for k in bn.state_dict() if k != "num_batches_tracked"]
 
 
 def test_frozen_batch_norm_needs_statistics_and_affine() -> None:

@@ -27,6 +27,10 @@ class Preprocess:
         self.std = torch.tensor(std, device=device).view(1, -1, 1, 1)
         self.channels_last = channels_last
 
+    def __repr__(self) -> str:
+        return (f"Preprocess(mean={self.mean.flatten().tolist()}, std={self.std.flatten().tolist()}, "
+                f"channels_last={self.channels_last})")
+
     def __call__(self, images: Tensor, augment: AugmentParams | None = None) -> Tensor:
         x = images.float() / 255
         if augment is not None:

@@ -39,6 +39,10 @@ class TrainConfig(Options):
     amp: bool = True  # bf16 autocast on CUDA (ignored on the CPU)
     channels_last: bool = True  # NHWC images and conv weights (CUDA and CPU)
     compile: bool = False
+    # with model.freeze_at: the frozen layers' output computed once per training image and mirror
+    # image, shared by every run on those images (engine.frozen_cache; augment 'none' or 'flip',
+    # else ignored); the same result, faster; memory 2 x images x map size
+    cache_frozen: bool = False
     grad_clip: float | None = None  # clip the gradient norm to this value (> 0); None: no clipping
     eval_every: int = 0  # evaluate on the validation set every n epochs (0: never)
     eval_batch_size: int = 256

@@ -34,13 +34,14 @@ from tqdm.auto import tqdm
 
 from .. import metrics
 from .._validate import check_labels
-from ..data.augment import POLICIES
+from ..data.augment import POLICIES, AugmentParams
 from ..data.dataset import LabelledDataset, check_dataset
 from ..data.preprocess import Preprocess
 from .batches import (AUGMENT_STREAM, DROPOUT_STREAM, Batch, BatchLoader, FeatureViewMaker, ViewMaker,
                       epoch_augmentation, epoch_order, split_batches)
 from .checkpoint import atomic_save, atomic_write_text, load_checkpoint
 from .distributed import all_mean, dist_info, gather_by_index
+from .frozen_cache import augment_unservable, frozen_maps
 from .method import Hook, Method
 from .train_config import TrainConfig
 from .utils import derive_seed, progress_enabled, resolve_device
@@ -124,10 +125,13 @@ class Trainer:
             # NHWC convolutions are faster on CUDA and on oneDNN CPUs alike (a head on stored
             # NCHW feature maps is not: it stays as it is)
             self.module = self.module.to(memory_format=torch.channels_last)
-        wrapped: nn.Module = self.module
+        # train.cache_frozen: the frozen layers run once per image (frozen_cache), steps run the rest
+        self.prefix, trained = self._split_frozen(augment) if config.cache_frozen else (None, self.module)
+        self._maps: tuple[Tensor, Tensor] | None = None  # (maps, rows of the training set in them)
+        wrapped: nn.Module = trained
         if self.dist.distributed:  # gradients averaged over the ranks
             wrapped = nn.parallel.DistributedDataParallel(
-                self.module, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+                trained, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.model = torch.compile(wrapped) if config.compile else wrapped
         self.method = method
         self.hooks = [*method.hooks(), *hooks]
@@ -152,6 +156,25 @@ class Trainer:
         self.epoch = 0  # epochs completed
         self.global_step = 0
         self.run_config = run_config
+
+    def _split_frozen(self, augment: str) -> tuple[nn.Module | None, nn.Module]:
+        """(the model's frozen leading layers, the network after them) for ``cache_frozen``,
+        or (None, the model) where stored maps cannot serve the run (the reason is logged):
+        the option changes the speed, never the result."""
+        split = getattr(self.module, "split_frozen", None)
+        if self.features_only:
+            reason = "the training set holds precomputed feature maps already"
+        elif augment_unservable(augment):
+            reason = augment_unservable(augment)
+        elif split is None:
+            reason = f"{type(self.module).__name__} cannot be split at its frozen layers (no split_frozen())"
+        else:
+            try:
+                return split()
+            except ValueError as err:
+                reason = str(err)
+        log.info("train.cache_frozen does not apply, the frozen layers run at every step: %s", reason)
+        return None, self.module
 
     # ---------------------------------------------------------------- the label store
     @property
@@ -225,6 +248,7 @@ class Trainer:
     def fit(self, resume: bool = False) -> list[dict[str, float]]:
         """Train for ``config.epochs`` epochs (the remaining ones when resuming)."""
         path = self.checkpoint_path
+        self.prepare_frozen_maps()
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             torch.manual_seed(derive_seed(self.config.seed, 2**31 - 1))
             for hook in self.hooks:  # before restoring, so a resume restores over it
@@ -293,6 +317,23 @@ class Trainer:
         mean = torch.stack(losses).mean().item() if losses else float("nan")
         return all_mean(mean, self.device)
 
+    def prepare_frozen_maps(self) -> None:
+        """With ``cache_frozen`` in effect, fetch (or compute once) the frozen layers' maps
+        of the training set (:func:`~mlrobust.engine.frozen_cache.frozen_maps`); :meth:`fit`
+        calls it first. Without, nothing to do."""
+        if self.prefix is not None and self._maps is None:
+            self._maps = frozen_maps(self.prefix, self.train_set, self.preprocess, self.device,
+                                     self.config.eval_batch_size)
+
+    def training_batch(self, index: Tensor, augment: AugmentParams | None = None, epoch: int = 0,
+                       step: int = 0) -> Batch:
+        """The batch a training step sees for the training images ``index`` (dataset rows):
+        loaded, its default view under ``augment``, targets from the label store; for
+        benchmarks and inspection (the loop builds its batches the same way)."""
+        self.prepare_frozen_maps()
+        images, index = next(self.loader([index]))
+        return self._batch(images, index, index.to(self.device), augment, epoch, step)
+
     def _batch(self, images: Tensor, index: Tensor, device_index: Tensor, augment: Any, epoch: int,
                step: int) -> Batch:
         """The batch a method sees: the default view, its targets from the label store, and
@@ -304,8 +345,25 @@ class Trainer:
             if self.feature_augment != "none":  # the default view: a stored copy, from the augmentation stream
                 batch.images = FeatureViewMaker(*args, stream=AUGMENT_STREAM)(batch, self.feature_augment)
             return batch
+        if self.prefix is not None:
+            views = ViewMaker(self._through_prefix, self.config.seed, epoch, step, self.dist.rank)
+            return Batch(self._stored_maps(device_index, augment), targets, index, raw=images, views=views)
         views = ViewMaker(self.preprocess, self.config.seed, epoch, step, self.dist.rank)
         return Batch(self.preprocess(images, augment), targets, index, raw=images, views=views)
+
+    def _stored_maps(self, device_index: Tensor, augment: AugmentParams | None) -> Tensor:
+        """The frozen layers' stored maps of a batch, mirrored where its augmentation flips."""
+        maps, rows = self._maps
+        flip = (augment.flip.long() if augment is not None and augment.policy.flip
+                else torch.zeros_like(device_index))
+        x = maps[flip, rows[device_index]]
+        return x.contiguous(memory_format=torch.channels_last) if self.config.channels_last else x
+
+    def _through_prefix(self, images: Tensor, augment: AugmentParams | None = None) -> Tensor:
+        """A method's extra view with ``cache_frozen``: preprocessed, then through the frozen
+        layers (crops and colour change their input, so views are computed, not stored)."""
+        with torch.no_grad():
+            return self.prefix(self.preprocess(images, augment))
 
     def train_step(self, batch: Batch) -> Tensor:
         """One optimisation step on a prepared batch: the method's loss under autocast,

@@ -49,6 +49,20 @@ class MultiLabelNet(nn.Module):
             logits = self.head(features.float())
             return self.refine(logits) if self.refine is not None else logits
 
+    def split_frozen(self) -> tuple[nn.Module, MultiLabelNet]:
+        """(the backbone's frozen leading layers, a network that starts where they end), the
+        second sharing every module with this one: what ``train.cache_frozen`` trains on
+        stored outputs of the first. The backbone must say where its frozen part ends
+        (``split_frozen()``, as :class:`SmallCNN` does), and something must be frozen."""
+        split = getattr(self.backbone, "split_frozen", None)
+        if split is None:
+            raise ValueError(f"the backbone {type(self.backbone).__name__} cannot be split at its frozen layers "
+                             "(no split_frozen()); train.cache_frozen needs one that can (cnn_s, cnn_m)")
+        prefix, rest = split()
+        if len(prefix) == 0:
+            raise ValueError("the backbone has no frozen leading layer (model.freeze_at is 0)")
+        return prefix, MultiLabelNet(rest, self.head, self.refine)
+
     def forward(self, x: Tensor, with_features: bool = False) -> Tensor | tuple[Tensor, Tensor]:
         """Logits (B, C); with ``with_features`` also the feature maps: ``(logits, maps)``."""
         features = self.backbone(x)

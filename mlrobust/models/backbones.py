@@ -57,6 +57,14 @@ class SmallCNN(nn.Module):
         """Where each stage after the stem begins (``model.freeze_at``)."""
         return [f"body.{i}" for i in range(1, len(self.body), 2)]
 
+    def split_frozen(self) -> tuple[nn.Sequential, nn.Sequential]:
+        """(the leading layers with no trainable parameter, the layers after them): two views
+        of ``body`` sharing its modules, so that the frozen part's output can be computed
+        once (``train.cache_frozen``)."""
+        k = next((i for i, layer in enumerate(self.body) if any(p.requires_grad for p in layer.parameters())),
+                 len(self.body))
+        return self.body[:k], self.body[k:]
+
 
 @register_backbone("cnn_s")
 def cnn_s(in_chans: int = 3) -> nn.Module:

@@ -12,31 +12,34 @@ order (:class:`~mlrobust.models.backbones.SmallCNN` and timm models with ``featu
 
 from __future__ import annotations
 
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = ["FrozenBatchNorm2d", "freeze_stages"]
 
 
 class FrozenBatchNorm2d(nn.Module):
-    """A batch norm in inference form, ``x * scale + shift`` with
-    ``scale = γ / sqrt(σ² + ε)`` and ``shift = β - μ · scale`` held as buffers: no parameter
-    to train and no statistic to update. (torchvision has one too; importing it costs a
-    CPU worker seconds, and the layer is this one line.)"""
+    """A batch norm in inference form: ``γ (x - μ) / sqrt(σ² + ε) + β`` with the statistics and
+    the affine transform held as buffers, so nothing trains and no statistic moves. The state
+    dict keeps BatchNorm2d's names (less ``num_batches_tracked``), and the forward is the
+    same kernel as ``BatchNorm2d`` in eval mode (one fused pass, about twice as fast on a CPU
+    as ``x * scale + shift``). torchvision has one too; importing it costs a CPU worker
+    seconds."""
 
     def __init__(self, bn: nn.BatchNorm2d) -> None:
         super().__init__()
         if bn.running_mean is None or bn.running_var is None or bn.weight is None or bn.bias is None:
             raise ValueError("only a batch norm with running statistics and an affine transform can be "
                              "frozen (track_running_stats=True, affine=True)")
-        scale = bn.weight.detach() * (bn.running_var + bn.eps).rsqrt()
-        self.register_buffer("scale", scale.clone())
-        self.register_buffer("shift", (bn.bias.detach() - bn.running_mean * scale).clone())
+        for name in ("weight", "bias", "running_mean", "running_var"):
+            self.register_buffer(name, getattr(bn, name).detach().clone())
+        self.eps = bn.eps
 
     def forward(self, x: Tensor) -> Tensor:
-        return x * self.scale.view(1, -1, 1, 1) + self.shift.view(1, -1, 1, 1)
+        return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
 
     def extra_repr(self) -> str:
-        return str(self.scale.numel())
+        return f"{self.weight.numel()}, eps={self.eps}"
 
 
 def stage_starts(backbone: nn.Module) -> list[str]:
