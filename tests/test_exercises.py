@@ -20,7 +20,7 @@ EXERCISES: dict[str, list[dict[str, object]]] = {
     "ch01_problem": [{"known": 0.3}, {"known": 0.5}, {"weights": "random"}],
     "ch02_durand": [{"frozen": False}],
     "ch04_cevikalp": [{"noise_levels": "0,0.2,0.4,0.6"}, {"lrs": "0.001,0.003,0.01"}],
-    "ch05_huynh": [{"logistic_epochs": 9}],
+    "ch05_huynh": [{"logistic_epochs": 9}, {"e2e_lr": 0.2}],
     "ch06_wang": [{"alpha": 1.0}, {"tau": 0.8}],
 }
 

@@ -72,6 +72,7 @@ device = None
 backbone = None
 weights = None
 freeze_at = None
+cache_frozen = None
 image_size = None
 n_train = None
 n_test = None
@@ -113,8 +114,8 @@ from mlrobust.viz import (as_jpeg, errorbar_by_setting, protocol_explorer,
 
 P = resolve_parameters("ch01_problem", scale, dict(
     dataset=dataset, data_root=data_root, device=device, backbone=backbone,
-    weights=weights, freeze_at=freeze_at, image_size=image_size,
-    n_train=n_train, n_test=n_test,
+    weights=weights, freeze_at=freeze_at, cache_frozen=cache_frozen,
+    image_size=image_size, n_train=n_train, n_test=n_test,
     epochs=epochs, batch_size=batch_size, lr=lr, schedule=schedule, lr_step=lr_step,
     known=known, clean=clean, n_val=n_val, lr_factors=lr_factors, n_seeds=n_seeds,
     output_dir=output_dir))
@@ -551,7 +552,8 @@ def experiment(setting: str, seed: int) -> ExperimentConfig:
     cfg.train = TrainConfig(epochs=P["epochs"], batch_size=P["batch_size"],
                             lr=LR[setting], schedule=P["schedule"],
                             lr_steps=[P["lr_step"]] if P["lr_step"] else [],
-                            seed=seed, device=P["device"])
+                            seed=seed, device=P["device"],
+                            cache_frozen=P["cache_frozen"])
     return cfg
 
 
@@ -664,7 +666,10 @@ markdown_table(["setting", "Δ test mAP vs all labels, paired by seed (mean ± s
 # papers fine-tune ImageNet weights. Its stem and first stage stay fixed (`freeze_at = 2`,
 # Detectron2's default when fine-tuning a pretrained backbone): they compute edges and colour
 # blobs that any object needs, and leaving them out of the backward pass makes every training
-# step cheaper. Five measurements place the quick scale:
+# step cheaper. As they never change, their output for each training image and its mirror
+# image is computed once and shared by every run of the chapter (`cache_frozen`,
+# `mlrobust.engine.frozen_cache`): the same training, with each step running only the layers
+# that learn. Five measurements place the quick scale:
 #
 # * the **context-only predictor** scores each class by $P(\text{class} \mid \text{context})$,
 #   estimated from the training labels, without looking at any object: what label correlation

@@ -85,6 +85,7 @@ device = None
 backbone = None
 weights = None
 freeze_at = None
+cache_frozen = None
 image_size = None
 n_train = None
 n_test = None
@@ -133,8 +134,8 @@ from mlrobust.notebook import (claims_checked, floats, fmt_mean_std, markdown_ta
 
 P = resolve_parameters("ch02_durand", scale, dict(
     dataset=dataset, data_root=data_root, device=device, backbone=backbone,
-    weights=weights, freeze_at=freeze_at, image_size=image_size,
-    n_train=n_train, n_test=n_test,
+    weights=weights, freeze_at=freeze_at, cache_frozen=cache_frozen,
+    image_size=image_size, n_train=n_train, n_test=n_test,
     frozen=frozen, epochs=epochs, batch_size=batch_size, lr=lr, schedule=schedule,
     lr_step=lr_step, finetune_epochs=finetune_epochs, finetune_lr=finetune_lr,
     finetune_lr_factors=finetune_lr_factors, n_seeds=n_seeds, n_val=n_val,
@@ -343,7 +344,8 @@ def run(name: str, protocol: str, args: dict, *, loss: str = "bce",
     cfg.train = TrainConfig(epochs=ep, batch_size=P["batch_size"], lr=rate * lr_factor,
                             schedule=P["schedule"],
                             lr_steps=[P["lr_step"]] if P["lr_step"] else [],
-                            seed=seed, device=P["device"])
+                            seed=seed, device=P["device"],
+                            cache_frozen=P["cache_frozen"] and not on_features)
     full = scale == "full"
     splits = data if data is not None else features if on_features else images
     return Run(cfg, data=splits, write=full, resume=full,

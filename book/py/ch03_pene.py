@@ -85,6 +85,7 @@ device = None
 backbone = None
 weights = None
 freeze_at = None
+cache_frozen = None
 image_size = None
 n_train = None
 n_test = None
@@ -134,8 +135,8 @@ from mlrobust.notebook import (claims_checked, floats, fmt_mean_std, ints,
 
 P = resolve_parameters("ch03_pene", scale, dict(
     dataset=dataset, data_root=data_root, device=device, backbone=backbone,
-    weights=weights, freeze_at=freeze_at, image_size=image_size,
-    n_train=n_train, n_test=n_test,
+    weights=weights, freeze_at=freeze_at, cache_frozen=cache_frozen,
+    image_size=image_size, n_train=n_train, n_test=n_test,
     n_val=n_val, frozen=frozen, epochs=epochs, batch_size=batch_size, lr=lr,
     schedule=schedule, n_seeds=n_seeds, noise_levels=noise_levels,
     ablation_noise=ablation_noise,
@@ -322,7 +323,8 @@ def config(name: str, seed: int, *, finetune: bool = False,
     cfg.train = TrainConfig(epochs=epochs or P["epochs"], batch_size=P["batch_size"],
                             optimizer="adam", lr=P["lr"], weight_decay=1e-4,
                             schedule=schedule or P["schedule"], seed=seed,
-                            device=P["device"], eval_every=eval_every)
+                            device=P["device"], eval_every=eval_every,
+                            cache_frozen=P["cache_frozen"] and not on_features)
     return cfg
 
 
