@@ -699,14 +699,14 @@ if E2E:
         ["IMCL end to end", "test mAP (%)", "ℓ_f per image, last epoch"],
         [[name, fmt_mean_std(ee(name)), fmt_mean_std(E2E_LF[name], digits=2)]
          for name in ("IMCL", NO_LF)],
-        caption=f"{P['dataset']}, {P['image_size']} px, {P['e2e_epochs']} epochs end to "
-                f"end, {P['n_seeds']} seeds (mean ± sd)"))
+        caption=f"{P['dataset']}, {P['image_size']} px, {P['e2e_epochs']} epochs "
+                f"end to end, {P['n_seeds']} seeds (mean ± sd)"))
     collapse = paired(ee("IMCL"), ee(NO_LF))
-    claims.ours("end to end, IMCL without the feature term (λ_f = 0) beats IMCL with it",
-                collapse.detected(), measured=collapse)
+    claims.ours("end to end, IMCL without the feature term (λ_f = 0) beats IMCL "
+                "with it", collapse.detected(), measured=collapse)
     no_lf_vs_log = paired(ee("Logistic"), ee(NO_LF))
-    claims.ours("end to end, IMCL without the feature term still loses against Logistic",
-                no_lf_vs_log.detected(-1), measured=no_lf_vs_log)
+    claims.ours("end to end, IMCL without the feature term still loses against "
+                "Logistic", no_lf_vs_log.detected(-1), measured=no_lf_vs_log)
 
 # %% [markdown]
 # Without the feature term IMCL trains end to end, but it stays below the Logistic model,
@@ -1009,8 +1009,8 @@ for seed in SEEDS:
         key = tuple(sorted(args.items()))
         if (key, seed) not in sweep_runs:
             cfg = config("table2", "imcl", seed, BEST["IMCL"][0], method_args=args)
-            sweep_runs[key, seed] = Run(cfg, VAL, train_labels=OBSERVED[seed], write=FULL,
-                                        resume=FULL)
+            sweep_runs[key, seed] = Run(cfg, VAL, train_labels=OBSERVED[seed],
+                                        write=FULL, resume=FULL)
 done = {key: outcome.metrics["mAP"] for key, outcome in run_many(sweep_runs).items()}
 S: dict[tuple, list] = {}
 for seed in SEEDS:
