@@ -246,9 +246,10 @@ def _stored_maps_step(trainer: Trainer) -> Callable[[], None]:
     from the stored maps at every call (the gather is part of the step), as in training."""
     index = torch.arange(len(trainer.train_set))
     trainer.prepare_frozen_maps()  # once, outside the timing: a run computes them once too
+    images = trainer.train_set.load_batch(index, trainer.device)  # on the device, as the other rows
 
     def step() -> None:
-        trainer.train_step(trainer.training_batch(index))
+        trainer.train_step(trainer.training_batch(index, images=images))
 
     return step
 
@@ -263,7 +264,7 @@ def bench_frozen(settings: BenchSettings | None = None, freeze_at: int = 2, roun
     cases = [("train step, every layer", _train_step(_trainer(s, bce))),
              (f"train step, freeze_at {freeze_at}", _train_step(_trainer(s, bce, {"freeze_at": freeze_at})))]
     stored = _trainer(s, bce, {"freeze_at": freeze_at}, cache_frozen=True)
-    if stored.prefix is not None:
+    if stored.frozen_prefix is not None:
         cases.append((f"train step, freeze_at {freeze_at}, frozen maps stored", _stored_maps_step(stored)))
     best = [math.inf] * len(cases)
     for r in range(rounds):

@@ -197,7 +197,7 @@ def apply_overrides(cfg: ExperimentConfig, overrides: list[str]) -> ExperimentCo
 # settings that may differ between a run and its resumption: where and how fast it runs (not
 # train.epochs: the one-cycle schedule is laid out over all epochs, so more epochs is another run)
 RESUME_FREE = {("train", "device"), ("train", "progress"), ("train", "checkpoint"),
-               ("train", "eval_batch_size"), ("data", "num_workers")}
+               ("train", "eval_batch_size"), ("train", "cache_frozen"), ("data", "num_workers")}
 
 
 def resume_conflicts(saved: dict[str, Any] | None, current: ExperimentConfig) -> list[str]:

@@ -40,6 +40,7 @@ from .engine import Hook, Method, Trainer, environment_report, resolve_device
 from .engine.checkpoint import atomic_write_text, load_checkpoint
 from .engine.distributed import dist_info
 from .engine.frozen_cache import augment_unservable, frozen_maps
+from .engine.trainer import training_autocast
 from .engine.run_folder import open_run_folder, remove_run
 from .methods import MethodContext, build_method
 from .models import MultiLabelNet, create_backbone, create_head, create_model, create_refine
@@ -325,7 +326,7 @@ def _fill_frozen_maps(run: Run) -> None:
     except ValueError:
         return  # the run's trainer says why, with the run's name
     frozen_maps(prefix, run.data.train, Preprocess(device, cfg.train.channels_last), device,
-                cfg.train.eval_batch_size)
+                cfg.train.eval_batch_size, lambda: training_autocast(device, cfg.train.amp))
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,9 @@ import pytest
 import torch
 
 from mlrobust.config import ConfigError, DataConfig, ExperimentConfig, ModelConfig, TrainConfig
+from mlrobust.engine import Hook, Trainer
+from mlrobust.losses import bce
+from mlrobust.methods import SupervisedMethod
 from mlrobust.data import DataSplits, Subset, extract_features
 from mlrobust.data.preprocess import Preprocess
 from mlrobust.engine import frozen_cache
@@ -74,15 +77,17 @@ def test_maps_are_the_frozen_layers_of_each_image_and_its_mirror_image(data: Dat
     assert base_rows(subset)[0] is data.train
 
 
-def test_the_key_follows_the_frozen_weights_and_the_input_layout() -> None:
+def test_the_key_follows_the_frozen_weights_and_what_shapes_their_input() -> None:
     torch.manual_seed(0)
     prefix, _ = create_model("cnn_s", 4, freeze_at=2).split_frozen()
-    key = prefix_key(prefix, Preprocess("cpu"))
-    assert key == prefix_key(prefix, Preprocess("cpu"))
-    assert key != prefix_key(prefix, Preprocess("cpu", channels_last=True))
+    key = prefix_key(prefix, repr(Preprocess("cpu")))
+    assert key == prefix_key(prefix, repr(Preprocess("cpu")))
+    assert key != prefix_key(prefix, repr(Preprocess("cpu", channels_last=True)))
     with torch.no_grad():
         prefix[0][0].weight[0, 0, 0, 0] += 1e-3
-    assert key != prefix_key(prefix, Preprocess("cpu"))
+    assert key != prefix_key(prefix, repr(Preprocess("cpu")))
+    with_counter = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))  # a 0-dim buffer
+    assert len(prefix_key(with_counter, "")) == 64
 
 
 def test_run_many_computes_the_maps_once_for_every_run(data: DataSplits) -> None:
@@ -104,22 +109,75 @@ def test_where_maps_cannot_serve_the_run_it_trains_as_usual_and_says_why(
     data = _fresh(data)
     with caplog.at_level("INFO", logger="mlrobust"):
         cached = run_experiment(_cfg(True, **change), data=data, write=False)
-    assert cached.trainer.prefix is None and not hasattr(data.train, "_frozen_maps")
+    assert cached.trainer.frozen_prefix is None and not hasattr(data.train, "_frozen_maps")
     assert reason in caplog.text
     assert cached.metrics == run_experiment(_cfg(False, **change), data=data, write=False).metrics
 
 
-def test_feature_maps_and_unsplittable_backbones_train_as_usual(data: DataSplits) -> None:
+def _trainer(model: torch.nn.Module, dataset, augment: str = "flip") -> Trainer:
+    cfg = TrainConfig(epochs=1, batch_size=16, device="cpu", progress=False, cache_frozen=True)
+    return Trainer(model, SupervisedMethod(bce), dataset, dataset.labels, cfg, augment=augment)
+
+
+def test_feature_maps_and_unsplittable_or_mode_dependent_layers_train_as_usual(
+        data: DataSplits, caplog: pytest.LogCaptureFixture) -> None:
     torch.manual_seed(0)
-    features = DataSplits(train=extract_features(create_model("cnn_s", 4).backbone, data.train, "cpu"),
-                          test=extract_features(create_model("cnn_s", 4).backbone, data.test, "cpu"))
-    cfg = _cfg(True, augment="none", freeze_at=0)
-    cfg.model = ModelConfig(backbone="features")
-    assert run_experiment(cfg, data=features, write=False).trainer.prefix is None
-    net = create_model("cnn_s", 4, freeze_at=2)
-    net.backbone = torch.nn.Sequential(net.backbone.body)  # no split_frozen()
-    with pytest.raises(ValueError, match="cannot be split at its frozen layers"):
-        net.split_frozen()
+    features = extract_features(create_model("cnn_s", 4).backbone, data.train, "cpu")
+    net = create_model("cnn_s", len(data.classes), freeze_at=2)
+    plain_bn = create_model("cnn_s", len(data.classes), freeze_at=2)
+    plain_bn.backbone.body[0][1] = torch.nn.BatchNorm2d(24).requires_grad_(False)  # frozen by hand, still moving
+    unsplittable = create_model("cnn_s", len(data.classes), freeze_at=2)
+    unsplittable.backbone = torch.nn.Sequential(unsplittable.backbone.body)  # no split_frozen()
+    cases = [(net, features, "none", "precomputed feature maps already"),
+             (plain_bn, data.train, "flip", "BatchNorm2d, whose output changes with the training mode"),
+             (unsplittable, data.train, "flip", "cannot be split at its frozen layers")]
+    for model, dataset, augment, reason in cases:
+        with caplog.at_level("INFO", logger="mlrobust"):
+            assert _trainer(model, dataset, augment).frozen_prefix is None
+        assert reason in caplog.text, reason
+    assert _trainer(net, data.train).frozen_prefix is not None
+
+
+def test_a_resumed_run_reads_the_maps_of_the_weights_it_resumes_with(data: DataSplits, tmp_path) -> None:
+    """Interrupted without the cache and resumed with it (the option is free across a resume),
+    the run ends where a straight run does; loading a state forgets the fetched maps."""
+    data = _fresh(data)
+    straight = run_experiment(_cfg(False), data=data, write=False)
+    cfg = _cfg(False)
+    cfg.output_dir = str(tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(cfg, data=data, hooks=[_StopAt(1)])
+    cfg.train.cache_frozen = True
+    resumed = run_experiment(cfg, data=data, resume=True, hooks=[_StopAt(-1)])
+    assert resumed.trainer.frozen_prefix is not None and resumed.trainer._maps is not None
+    torch.testing.assert_close(resumed.trainer.predict(data.test), straight.trainer.predict(data.test),
+                               rtol=0, atol=1e-5)
+    resumed.trainer.load_state_dict(resumed.trainer.state_dict())
+    assert resumed.trainer._maps is None
+
+
+class _StopAt(Hook):
+    """Stops a run at the start of an epoch, as a crash would, after its checkpoint."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
+        if epoch == self.epoch:
+            raise KeyboardInterrupt
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_under_cuda_autocast_the_maps_are_what_a_step_computes(data: DataSplits) -> None:
+    data = _fresh(data)
+    cfg_plain, cfg_cached = _cfg(False), _cfg(True)
+    for cfg in (cfg_plain, cfg_cached):
+        cfg.train.device = "cuda"
+    plain = _logits(cfg_plain, data)
+    cached = _logits(cfg_cached, data)
+    (maps,) = data.train._frozen_maps.values()
+    assert maps.dtype == torch.bfloat16
+    torch.testing.assert_close(cached, plain, rtol=0, atol=2e-2)
 
 
 def test_maps_beyond_the_memory_limit_are_refused_and_nothing_is_stored(data: DataSplits,
@@ -129,3 +187,12 @@ def test_maps_beyond_the_memory_limit_are_refused_and_nothing_is_stored(data: Da
     with pytest.raises(ConfigError, match=r"GiB .*set train.cache_frozen false"):
         run_experiment(_cfg(True), data=data, write=False)
     assert not data.train._frozen_maps
+    # the limit holds for everything stored on a dataset: a second frozen part needs room too
+    monkeypatch.undo()  # under the real limit the first frozen part's maps are stored
+    run_experiment(_cfg(True), data=data, write=False)
+    (size,) = [m.numel() * m.element_size() for m in data.train._frozen_maps.values()]
+    monkeypatch.setattr(frozen_cache, "MAPS_LIMIT", 2 * size - 1)
+    other = _cfg(True)
+    other.train.seed = 4  # other random weights in the frozen layers: another key
+    with pytest.raises(ConfigError, match="more are stored for this dataset"):
+        run_experiment(other, data=data, write=False)

@@ -89,7 +89,10 @@ class Batch:
     """One training batch on the device.
 
     ``images`` is the default view (the run's augmentation policy, normalised); ``raw`` the
-    uint8 images before augmentation (for feature-map datasets both are the maps);
+    uint8 images before augmentation (for feature-map datasets both are the maps). With
+    ``train.cache_frozen`` in effect, ``images`` and every view are the frozen layers'
+    output: a method passes them to ``trainer.model`` (the layers after them), never to
+    ``trainer.module`` (the whole network);
     ``targets`` the current observed labels from the trainer's label store; ``index`` the
     dataset indices (so hooks and methods can keep per-image state). :meth:`view` makes
     other views of the same images.

@@ -11,16 +11,19 @@ forward pass is about a quarter of a step on a CPU.
 
 The maps are kept on the images' base dataset (the one a :class:`~mlrobust.data.Subset`
 wraps), under a hash of the frozen layers and their weights, as the benchmark keeps its
-rendered images: the runs of a chapter on one dataset, their validation subsets and the
-workers :func:`~mlrobust.experiments.run_many` forks all read one copy. They cost
-``2 x images x map size`` of memory, so they are for small images (the quick scale); beyond
-:data:`MAPS_LIMIT` the request is refused.
+rendered images: the runs of a chapter on one dataset, the training parts of their
+learning-rate tuning splits and the workers :func:`~mlrobust.experiments.run_many` forks all
+read one copy (until the dataset object is dropped). They cost
+``2 x images x map size`` of memory (bf16 under CUDA autocast, float32 otherwise), so they
+are for small images (the quick scale); beyond :data:`MAPS_LIMIT` per dataset the request is
+refused.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 
 import torch
 from torch import Tensor, nn
@@ -33,7 +36,7 @@ from .batches import BatchLoader
 
 __all__ = ["MAPS_LIMIT", "augment_unservable", "prefix_key", "base_rows", "frozen_maps"]
 
-MAPS_LIMIT = 4 * 2**30  # bytes of stored maps per dataset and frozen part
+MAPS_LIMIT = 4 * 2**30  # bytes of stored maps per base dataset, all frozen parts together
 
 
 def augment_unservable(augment: str) -> str | None:
@@ -45,14 +48,15 @@ def augment_unservable(augment: str) -> str | None:
     return None
 
 
-def prefix_key(prefix: nn.Module, preprocess: object) -> str:
+def prefix_key(prefix: nn.Module, context: str) -> str:
     """A hash of the frozen layers (their structure and every tensor of their state) and of
-    the preprocessing before them (its ``repr``: normalisation, memory layout): runs whose
-    frozen parts would compute the same maps share them."""
-    h = hashlib.sha256(f"{prefix!r}\n{preprocess!r}".encode())
+    ``context``, what else shapes their output (the preprocessing's ``repr``: normalisation
+    and memory layout; the autocast dtype): runs whose frozen parts would compute the same
+    maps share them."""
+    h = hashlib.sha256(f"{prefix!r}\n{context}".encode())
     for name, tensor in prefix.state_dict().items():
         h.update(name.encode())
-        h.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        h.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
 
 
@@ -66,20 +70,26 @@ def base_rows(dataset: LabelledDataset) -> tuple[LabelledDataset, Tensor]:
 
 
 def frozen_maps(prefix: nn.Module, dataset: LabelledDataset, preprocess: Callable[[Tensor], Tensor],
-                device: torch.device, batch_size: int = 256) -> tuple[Tensor, Tensor]:
-    """``(maps, rows)``: the frozen layers' outputs (2, N, C, h, w), float32 on ``device``,
-    for every image of ``dataset``'s base dataset as it is (``maps[0]``) and mirrored
-    (``maps[1]``), and the rows of ``dataset``'s images in them. Computed on the first
-    request for a base dataset and frozen part, then read from the base dataset's store.
+                device: torch.device, batch_size: int = 256,
+                autocast: Callable[[], AbstractContextManager] = nullcontext) -> tuple[Tensor, Tensor]:
+    """``(maps, rows)``: the frozen layers' outputs (2, N, C, h, w) on ``device`` for every
+    image of ``dataset``'s base dataset as it is (``maps[0]``) and mirrored (``maps[1]``),
+    and the rows of ``dataset``'s images in them. Computed on the first request for a base
+    dataset and frozen part, then read from the base dataset's store.
 
     ``preprocess`` turns a uint8 batch into the network's input (the trainer's
     normalisation); the mirrored input is ``preprocess`` of the mirrored uint8 images, bit
-    for bit what a flip drawn in training gives."""
+    for bit what a flip drawn in training gives. ``autocast`` is the training step's
+    precision context (bf16 on CUDA with ``amp``): the maps are computed, and kept, as a
+    step would compute them."""
     base, rows = base_rows(dataset)
     store: dict[str, Tensor] = base.__dict__.setdefault("_frozen_maps", {})
-    key = prefix_key(prefix, preprocess)
+    with autocast():
+        dtype = torch.get_autocast_dtype(device.type) if torch.is_autocast_enabled(device.type) else None
+    key = prefix_key(prefix, f"{preprocess!r}\nautocast={dtype}")
     if key not in store:
-        store[key] = _compute(prefix, base, preprocess, device, batch_size)
+        kept = sum(m.numel() * m.element_size() for m in store.values())
+        store[key] = _compute(prefix, base, preprocess, device, batch_size, autocast, kept)
     elif store[key].device != device:
         store[key] = store[key].to(device)  # moves once, not every run
     return store[key], rows.to(device)
@@ -87,7 +97,8 @@ def frozen_maps(prefix: nn.Module, dataset: LabelledDataset, preprocess: Callabl
 
 @torch.no_grad()
 def _compute(prefix: nn.Module, base: LabelledDataset, preprocess: Callable[[Tensor], Tensor],
-             device: torch.device, batch_size: int) -> Tensor:
+             device: torch.device, batch_size: int, autocast: Callable[[], AbstractContextManager],
+             kept: int) -> Tensor:
     # no_grad, not inference_mode: the maps are read by training steps that record autograd
     was_training = prefix.training
     prefix.eval()
@@ -95,9 +106,10 @@ def _compute(prefix: nn.Module, base: LabelledDataset, preprocess: Callable[[Ten
     maps: Tensor | None = None
     try:
         for images, index in loader(list(torch.arange(len(base)).split(batch_size))):
-            both = torch.stack([prefix(preprocess(images)), prefix(preprocess(images.flip(3)))]).float()
+            with autocast():
+                both = torch.stack([prefix(preprocess(images)), prefix(preprocess(images.flip(3)))])
             if maps is None:
-                maps = _allocate(both.shape[2:], len(base), device)
+                maps = _allocate(both.shape[2:], both.dtype, len(base), device, kept)
             maps[:, index.to(device)] = both
     finally:
         prefix.train(was_training)
@@ -106,10 +118,11 @@ def _compute(prefix: nn.Module, base: LabelledDataset, preprocess: Callable[[Ten
     return maps
 
 
-def _allocate(shape: torch.Size, n: int, device: torch.device) -> Tensor:
-    size = 2 * n * shape.numel() * 4
-    if size > MAPS_LIMIT:
+def _allocate(shape: torch.Size, dtype: torch.dtype, n: int, device: torch.device, kept: int) -> Tensor:
+    size = 2 * n * shape.numel() * torch.empty((), dtype=dtype).element_size()
+    if kept + size > MAPS_LIMIT:
         raise ConfigError(f"train.cache_frozen: the frozen layers' maps {tuple(shape)} of {n} images and their mirror "
-                          f"images would take {size / 2**30:.1f} GiB (more than {MAPS_LIMIT / 2**30:.0f} GiB); set "
-                          "train.cache_frozen false (it is for small images)")
-    return torch.empty(2, n, *shape, device=device)
+                          f"images would take {size / 2**30:.1f} GiB, {kept / 2**30:.1f} GiB more are stored for "
+                          f"this dataset (limit {MAPS_LIMIT / 2**30:.0f} GiB); set train.cache_frozen false (it is "
+                          "for small images)")
+    return torch.empty(2, n, *shape, dtype=dtype, device=device)

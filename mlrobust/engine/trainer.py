@@ -95,6 +95,14 @@ def build_schedule(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+def training_autocast(device: torch.device, amp: bool) -> contextlib.AbstractContextManager:
+    """The training step's precision context: bf16 autocast on CUDA when ``amp`` is on, a
+    no-op elsewhere."""
+    if device.type == "cuda" and amp:
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
 class Trainer:
     """Trains ``model`` with ``method`` on ``train_set`` whose observed labels are
     ``train_labels`` (int8 (N, C)); see the module docstring for the loop.
@@ -126,7 +134,7 @@ class Trainer:
             # NCHW feature maps is not: it stays as it is)
             self.module = self.module.to(memory_format=torch.channels_last)
         # train.cache_frozen: the frozen layers run once per image (frozen_cache), steps run the rest
-        self.prefix, trained = self._split_frozen(augment) if config.cache_frozen else (None, self.module)
+        self.frozen_prefix, trained = self._split_frozen(augment) if config.cache_frozen else (None, self.module)
         self._maps: tuple[Tensor, Tensor] | None = None  # (maps, rows of the training set in them)
         wrapped: nn.Module = trained
         if self.dist.distributed:  # gradients averaged over the ranks
@@ -198,9 +206,7 @@ class Trainer:
     # ---------------------------------------------------------------- autocast / RNG
     def autocast(self) -> contextlib.AbstractContextManager:
         """bf16 autocast on CUDA when ``amp`` is on; a no-op on the CPU."""
-        if self.device.type == "cuda" and self.config.amp:
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return training_autocast(self.device, self.config.amp)
 
     def _epoch_rng(self, epoch: int) -> contextlib.AbstractContextManager:
         """Seed torch's RNG (dropout, ...) from (seed, epoch) inside a fork, so epoch ``e``
@@ -231,6 +237,7 @@ class Trainer:
         if len(state["hooks"]) != len(self.hooks):
             raise ValueError(f"checkpoint has state for {len(state['hooks'])} hooks, this run has {len(self.hooks)}")
         self.module.load_state_dict(state["model"])
+        self._maps = None  # fetched again under the loaded weights' key
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.set_train_labels(state["train_labels"])
@@ -248,7 +255,6 @@ class Trainer:
     def fit(self, resume: bool = False) -> list[dict[str, float]]:
         """Train for ``config.epochs`` epochs (the remaining ones when resuming)."""
         path = self.checkpoint_path
-        self.prepare_frozen_maps()
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             torch.manual_seed(derive_seed(self.config.seed, 2**31 - 1))
             for hook in self.hooks:  # before restoring, so a resume restores over it
@@ -256,6 +262,7 @@ class Trainer:
         if resume and path is not None and path.is_file():
             self.load_state_dict(load_checkpoint(path, map_location=self.device))
             log.info("resumed from %s after epoch %d", path, self.epoch)
+        self.prepare_frozen_maps()  # after hooks and resume: from the weights training starts with
         total = self.config.epochs * self.steps_per_epoch
         bar = tqdm(total=total, initial=self.epoch * self.steps_per_epoch, desc="train", leave=False,
                    disable=not progress_enabled(self.config.progress), dynamic_ncols=True)
@@ -321,17 +328,19 @@ class Trainer:
         """With ``cache_frozen`` in effect, fetch (or compute once) the frozen layers' maps
         of the training set (:func:`~mlrobust.engine.frozen_cache.frozen_maps`); :meth:`fit`
         calls it first. Without, nothing to do."""
-        if self.prefix is not None and self._maps is None:
-            self._maps = frozen_maps(self.prefix, self.train_set, self.preprocess, self.device,
-                                     self.config.eval_batch_size)
+        if self.frozen_prefix is not None and self._maps is None:
+            self._maps = frozen_maps(self.frozen_prefix, self.train_set, self.preprocess, self.device,
+                                     self.config.eval_batch_size, self.autocast)
 
     def training_batch(self, index: Tensor, augment: AugmentParams | None = None, epoch: int = 0,
-                       step: int = 0) -> Batch:
+                       step: int = 0, images: Tensor | None = None) -> Batch:
         """The batch a training step sees for the training images ``index`` (dataset rows):
-        loaded, its default view under ``augment``, targets from the label store; for
-        benchmarks and inspection (the loop builds its batches the same way)."""
+        its default view under ``augment``, targets from the label store; for benchmarks and
+        inspection (the loop builds its batches the same way). ``images``: the uint8 images
+        of ``index`` already on the device (loaded here otherwise)."""
         self.prepare_frozen_maps()
-        images, index = next(self.loader([index]))
+        if images is None:
+            images, index = next(self.loader([index]))
         return self._batch(images, index, index.to(self.device), augment, epoch, step)
 
     def _batch(self, images: Tensor, index: Tensor, device_index: Tensor, augment: Any, epoch: int,
@@ -345,7 +354,7 @@ class Trainer:
             if self.feature_augment != "none":  # the default view: a stored copy, from the augmentation stream
                 batch.images = FeatureViewMaker(*args, stream=AUGMENT_STREAM)(batch, self.feature_augment)
             return batch
-        if self.prefix is not None:
+        if self.frozen_prefix is not None:
             views = ViewMaker(self._through_prefix, self.config.seed, epoch, step, self.dist.rank)
             return Batch(self._stored_maps(device_index, augment), targets, index, raw=images, views=views)
         views = ViewMaker(self.preprocess, self.config.seed, epoch, step, self.dist.rank)
@@ -363,7 +372,7 @@ class Trainer:
         """A method's extra view with ``cache_frozen``: preprocessed, then through the frozen
         layers (crops and colour change their input, so views are computed, not stored)."""
         with torch.no_grad():
-            return self.prefix(self.preprocess(images, augment))
+            return self.frozen_prefix(self.preprocess(images, augment))
 
     def train_step(self, batch: Batch) -> Tensor:
         """One optimisation step on a prepared batch: the method's loss under autocast,

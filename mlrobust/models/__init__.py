@@ -61,6 +61,11 @@ class MultiLabelNet(nn.Module):
         prefix, rest = split()
         if len(prefix) == 0:
             raise ValueError("the backbone has no frozen leading layer (model.freeze_at is 0)")
+        moving = [type(m).__name__ for m in prefix.modules()
+                  if isinstance(m, (nn.modules.batchnorm._BatchNorm, nn.modules.dropout._DropoutNd))]
+        if moving:  # their output depends on the training mode: one stored map cannot stand for it
+            raise ValueError(f"the frozen layers hold {', '.join(sorted(set(moving)))}, whose output changes "
+                             "with the training mode (model.freeze_at makes batch norms FrozenBatchNorm2d)")
         return prefix, MultiLabelNet(rest, self.head, self.refine)
 
     def forward(self, x: Tensor, with_features: bool = False) -> Tensor | tuple[Tensor, Tensor]:
