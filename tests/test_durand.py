@@ -12,11 +12,12 @@ from torch import nn
 from mlrobust import losses, pretrained
 from mlrobust.config import DataConfig, ExperimentConfig, LossConfig, ModelConfig, TrainConfig
 from mlrobust.data import DataSplits, FeatureMaps, ShapeScenes, extract_features
-from mlrobust.engine import Hook
 from mlrobust.experiments import frozen_backbone, run_experiment
 from mlrobust.methods.durand import (CurriculumRelabeling, mc_dropout_logits, relabel_epochs,
                                      select_labels)
 from mlrobust.models import ClassMapHead, LabelGNN, MultiLabelNet, WeldonPooling, create_backbone, create_model
+
+from _hooks import Interrupt
 
 
 # --------------------------------------------------------------------------- WELDON
@@ -255,22 +256,13 @@ def test_tp_and_tn_rates_are_measured_on_the_new_labels_only() -> None:
     assert m["label_proportion"] == 1.0 and m["added"] == 3
 
 
-class _Crash(Hook):
-    def __init__(self, at_epoch: int) -> None:
-        self.at_epoch = at_epoch
-
-    def on_epoch_start(self, trainer, epoch: int) -> None:
-        if epoch == self.at_epoch:
-            raise KeyboardInterrupt
-
-
 def test_curriculum_resume_restores_the_steps_and_the_store(tmp_path, feature_splits) -> None:
     straight = run_experiment(curriculum_config(tmp_path / "a", "threshold", 0.5), data=feature_splits,
-                              hooks=(_Crash(-1),))
+                              hooks=(Interrupt(-1),))
     cfg = curriculum_config(tmp_path / "b", "threshold", 0.5)
     with pytest.raises(KeyboardInterrupt):  # crash after the first relabeling (before epoch 3)
-        run_experiment(cfg, data=feature_splits, hooks=(_Crash(3),))
-    resumed = run_experiment(cfg, data=feature_splits, resume=True, hooks=(_Crash(-1),))
+        run_experiment(cfg, data=feature_splits, hooks=(Interrupt(3),))
+    resumed = run_experiment(cfg, data=feature_splits, resume=True, hooks=(Interrupt(-1),))
     assert resumed.trainer.hooks[0].steps == straight.trainer.hooks[0].steps
     assert torch.equal(resumed.trainer.train_labels, straight.trainer.train_labels)
     assert resumed.metrics == straight.metrics

@@ -24,6 +24,8 @@ from mlrobust.experiments import build_data, observed_labels, run_experiment
 from mlrobust.methods import SupervisedMethod
 from mlrobust.models import create_model
 
+from _hooks import Interrupt
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -45,17 +47,6 @@ def make_trainer(tiny_data, run_dir: Path | None, cfg: TrainConfig, hooks=(), cr
         model = create_model("cnn_s", 24)
     return Trainer(model, SupervisedMethod(criterion), tiny_data.train, tiny_data.train.labels, cfg,
                    hooks=hooks, run_dir=run_dir)
-
-
-class Interrupt(Hook):
-    """Simulates a crash at the start of a given epoch."""
-
-    def __init__(self, at_epoch: int) -> None:
-        self.at_epoch = at_epoch
-
-    def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
-        if epoch == self.at_epoch:
-            raise KeyboardInterrupt
 
 
 class CountingHook(Hook):

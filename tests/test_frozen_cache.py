@@ -6,15 +6,16 @@ import pytest
 import torch
 
 from mlrobust.config import ConfigError, DataConfig, ExperimentConfig, ModelConfig, TrainConfig
-from mlrobust.engine import Hook, Trainer
-from mlrobust.losses import bce
-from mlrobust.methods import SupervisedMethod
 from mlrobust.data import DataSplits, Subset, extract_features
 from mlrobust.data.preprocess import Preprocess
-from mlrobust.engine import frozen_cache
+from mlrobust.engine import Trainer, frozen_cache
 from mlrobust.engine.frozen_cache import base_rows, frozen_maps, prefix_key
 from mlrobust.experiments import Run, build_data, run_experiment, run_many
+from mlrobust.losses import bce
+from mlrobust.methods import SupervisedMethod
 from mlrobust.models import create_model
+
+from _hooks import Interrupt
 
 
 @pytest.fixture(scope="module")
@@ -146,25 +147,14 @@ def test_a_resumed_run_reads_the_maps_of_the_weights_it_resumes_with(data: DataS
     cfg = _cfg(False)
     cfg.output_dir = str(tmp_path)
     with pytest.raises(KeyboardInterrupt):
-        run_experiment(cfg, data=data, hooks=[_StopAt(1)])
+        run_experiment(cfg, data=data, hooks=[Interrupt(1)])
     cfg.train.cache_frozen = True
-    resumed = run_experiment(cfg, data=data, resume=True, hooks=[_StopAt(-1)])
+    resumed = run_experiment(cfg, data=data, resume=True, hooks=[Interrupt(-1)])
     assert resumed.trainer.frozen_prefix is not None and resumed.trainer._maps is not None
     torch.testing.assert_close(resumed.trainer.predict(data.test), straight.trainer.predict(data.test),
                                rtol=0, atol=1e-5)
     resumed.trainer.load_state_dict(resumed.trainer.state_dict())
     assert resumed.trainer._maps is None
-
-
-class _StopAt(Hook):
-    """Stops a run at the start of an epoch, as a crash would, after its checkpoint."""
-
-    def __init__(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
-        if epoch == self.epoch:
-            raise KeyboardInterrupt
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
